@@ -1,0 +1,257 @@
+"""The Detector contract and registry (DESIGN.md §3).
+
+A detector computes **one statistic per class**; :mod:`trojanscan.stats` turns those into anomaly
+indices and a verdict. Subclasses implement :meth:`Detector._check_params` and :meth:`Detector._run`;
+:meth:`Detector.scan` does everything shared: input validation, seeding, restoring the model,
+timing, query counting, the outlier test and the report.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from trojanscan import stats
+from trojanscan._fileio import atomic_path
+from trojanscan.data.base import Dataset, validate_images
+from trojanscan.errors import InvalidInputError
+from trojanscan.models.classifier import Classifier, preserved_state
+from trojanscan.report.scan_report import ClassResult, DataInfo, ModelInfo, ScanReport
+
+
+@dataclass
+class DetectorOutput:
+    """What a detector's :meth:`Detector._run` returns.
+
+    ``statistics``: one float per class (small = suspicious, the left tail).
+    ``extra``: optional per-class side numbers (e.g. attack success of a reversed trigger).
+    ``artifacts``: tensors for the report (e.g. ``"masks"`` (K,H,W), ``"patterns"`` (K,C,H,W)).
+    """
+
+    statistics: list[float]
+    data: DataInfo
+    extra: dict[str, list[float]] = field(default_factory=dict)
+    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Detector(ABC):
+    """Base class: ``Detector(**hyperparameters).scan(model, data, seed=0) -> ScanReport``.
+
+    Constructors only store hyperparameters (scikit-learn's rule); they are validated when
+    :meth:`scan` starts. Every subclass takes ``cutoff`` (default 2.0) and ``alpha`` (None; when set,
+    it overrides ``cutoff`` through :func:`trojanscan.stats.cutoff_from_alpha`).
+    After a scan, ``self.artifacts_`` holds the tensors behind the report (triggers, heatmaps).
+    """
+
+    name: ClassVar[str]
+    test: ClassVar[str] = "mad"  # "mad" (anomaly index) or "dmad" (deviation factor)
+
+    artifacts_: dict[str, torch.Tensor]
+
+    def __init__(self, **hyperparameters: Any) -> None:  # subclasses list theirs explicitly
+        for k, v in hyperparameters.items():
+            setattr(self, k, v)
+
+    # ----- scikit-learn-style parameter introspection
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self" and sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as passed to the constructor (recorded in the report's ``config``)."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ----- the contract
+    def scan(
+        self,
+        model: Classifier,
+        data: Dataset | torch.Tensor | None = None,
+        *,
+        seed: int = 0,
+        progress: bool = True,
+        artifact_dir: str | os.PathLike[str] | None = None,
+    ) -> ScanReport:
+        """Scan ``model`` with clean ``data`` (or none: data-free paths use model inversion)."""
+        self._check_common()
+        self._check_params()
+        if not isinstance(model, Classifier):
+            raise InvalidInputError(
+                f"model must be a trojanscan Classifier; got {type(model).__name__}. "
+                "Wrap it: Classifier(module, input_shape, num_classes) or use load_model(path)."
+            )
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise InvalidInputError(f"seed must be a non-negative int; got {seed!r}")
+        model.validate()
+        dataset = _check_data(data, model)
+        t0 = time.perf_counter()
+        q0 = model.queries
+        with preserved_state(model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            out = self._run(model, dataset, seed=seed, progress=progress)
+        runtime = time.perf_counter() - t0
+        k = model.num_classes
+        if len(out.statistics) != k:
+            raise RuntimeError(f"internal error: {self.name} returned {len(out.statistics)} statistics for {k} classes")
+        decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(), test=self.test)
+        classes = [
+            ClassResult(
+                label=i,
+                statistic=float(out.statistics[i]),
+                anomaly_index=float(decision.indices[i]),
+                name=model.class_names[i] if i < len(model.class_names) else None,
+                extra={name: float(vals[i]) for name, vals in out.extra.items()},
+            )
+            for i in range(k)
+        ]
+        self.artifacts_ = dict(out.artifacts)
+        artifacts: dict[str, str] = {}
+        if artifact_dir is not None and out.artifacts:
+            artifacts["tensors"] = str(save_artifacts(out.artifacts, Path(artifact_dir) / f"{self.name}.safetensors"))
+        return ScanReport(
+            method=self.name,
+            verdict=decision.verdict,
+            anomaly_index=decision.anomaly_index,
+            cutoff=decision.cutoff,
+            suspects=decision.suspects,
+            classes=classes,
+            model=ModelInfo(
+                path=model.metadata.get("path"),
+                sha256=model.metadata.get("sha256"),
+                input_shape=list(model.input_shape),
+                num_classes=k,
+            ),
+            data=out.data,
+            runtime_s=runtime,
+            model_queries=model.queries - q0,
+            seed=seed,
+            config={**_jsonable(self.get_params()), "test": self.test},
+            artifacts=artifacts,
+            notes=list(out.notes),
+        )
+
+    def effective_cutoff(self) -> float:
+        alpha = getattr(self, "alpha", None)
+        return stats.cutoff_from_alpha(alpha) if alpha is not None else stats.check_cutoff(getattr(self, "cutoff", 2.0))
+
+    def _check_common(self) -> None:
+        alpha = getattr(self, "alpha", None)
+        if alpha is not None:
+            stats.cutoff_from_alpha(alpha)
+        stats.check_cutoff(getattr(self, "cutoff", 2.0))
+
+    @abstractmethod
+    def _check_params(self) -> None:
+        """Raise InvalidInputError naming the first bad hyperparameter."""
+
+    @abstractmethod
+    def _run(self, model: Classifier, data: Dataset | None, *, seed: int, progress: bool) -> DetectorOutput:
+        """Compute one statistic per class. The model is frozen, in eval mode, and restored afterwards."""
+
+
+def _check_data(data: Dataset | torch.Tensor | None, model: Classifier) -> Dataset | None:
+    if data is None:
+        return None
+    if isinstance(data, torch.Tensor):
+        validate_images(data, "clean data")
+        data = Dataset(data, torch.full((data.shape[0],), -1, dtype=torch.int64), model.class_names, "clean data")
+    if not isinstance(data, Dataset):
+        raise InvalidInputError(f"data must be a Dataset, an image tensor or None; got {type(data).__name__}")
+    if len(data) == 0:
+        raise InvalidInputError("clean data is empty: give at least one image per class, or --data none")
+    if data.input_shape != model.input_shape:
+        raise InvalidInputError(
+            f"clean data images are {data.input_shape} (C, H, W) but the model takes {model.input_shape}; "
+            "resize the data or fix --input-shape."
+        )
+    known = data.y[data.y >= 0]
+    if known.numel() and int(known.max()) >= model.num_classes:
+        raise InvalidInputError(
+            f"clean data has label {int(known.max())} but the model has {model.num_classes} classes (0..{model.num_classes - 1})"
+        )
+    if bool((data.y < -1).any()):
+        raise InvalidInputError("clean data labels must be >= 0 (or -1 for unknown)")
+    return data
+
+
+def save_artifacts(tensors: dict[str, torch.Tensor], path: Path) -> Path:
+    """Write report tensors (triggers, heatmaps) as one safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous().float() for k, v in tensors.items()}, str(tmp))
+    return path
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, bool | int | float | str) or v is None:
+            out[k] = v
+        elif isinstance(v, list | tuple):
+            out[k] = [x if isinstance(x, bool | int | float | str) or x is None else repr(x) for x in v]
+        else:
+            out[k] = repr(v)
+    return out
+
+
+# ----- registry (drives the CLI and the conformance suite)
+_REGISTRY: dict[str, type[Detector]] = {}
+D = TypeVar("D", bound=type[Detector])
+
+
+def register_detector(cls: D) -> D:
+    """Class decorator: register a Detector subclass under its ``name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"detector {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_detectors() -> list[str]:
+    """Names of every registered detector (the CLI's --method choices, without 'all')."""
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_detector(name: str, **hyperparameters: Any) -> Detector:
+    """Instantiate a registered detector by name."""
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise InvalidInputError(f"unknown method {name!r}; choose one of {', '.join(sorted(_REGISTRY))} or 'all'")
+    return _REGISTRY[name](**hyperparameters)
+
+
+def detector_class(name: str) -> type[Detector]:
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise InvalidInputError(f"unknown method {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _import_builtin() -> None:
+    import importlib
+
+    for mod in ("neural_cleanse", "neuron_inspect", "deep_inspect"):
+        try:
+            importlib.import_module(f"trojanscan.detectors.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"trojanscan.detectors.{mod}":
+                raise
+
+

@@ -1,0 +1,29 @@
+"""Exception hierarchy. Every user-facing error names the value, the constraint and the fix."""
+
+from __future__ import annotations
+
+
+class TrojanScanError(Exception):
+    """Base class of every error trojanscan raises on purpose."""
+
+
+class InvalidInputError(TrojanScanError, ValueError):
+    """A parameter, a file or data does not meet the documented contract."""
+
+
+class DataFormatError(InvalidInputError):
+    """A data file is broken, truncated or mislabelled."""
+
+
+class ModelLoadError(InvalidInputError):
+    """A model file cannot be loaded (corrupt, unknown format, metadata mismatch)."""
+
+
+class UnsafeModelFileError(ModelLoadError):
+    """A model file would need pickle (arbitrary code execution) to load."""
+
+
+def expect(condition: bool, message: str) -> None:
+    """Raise :class:`InvalidInputError` with ``message`` unless ``condition`` holds (never ``assert``)."""
+    if not condition:
+        raise InvalidInputError(message)

@@ -1,0 +1,85 @@
+"""Model inversion (DeepInspect Eq. 1, after Fredrikson et al. 2015): substitute data from the model alone.
+
+For every class ``t`` we optimise ``n_per_class`` images to minimise
+
+    1 - f(x; t) + AuxInfo(x),      AuxInfo(x) = tv_weight * TV(x) + l2_weight * ||x - 0.5||_2^2 / D
+
+where ``f(x; t)`` is the model's softmax confidence for ``t`` (the paper's objective), TV is the
+anisotropic total variation (mean absolute difference of neighbouring pixels) and the L2 term keeps
+pixels near mid-grey; the range [0, 1] is enforced by the parametrisation ``x = (tanh(w) + 1) / 2``.
+All classes are optimised together in one batch. The model is reached only through
+:meth:`Classifier.loss_and_input_grad` (the query-access seam).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from trojanscan.data.base import Dataset
+from trojanscan.errors import InvalidInputError
+from trojanscan.models.classifier import Classifier
+
+
+@dataclass(frozen=True)
+class InversionResult:
+    """Inverted images, their target labels, the final confidence per image and the throughput."""
+
+    data: Dataset
+    confidence: torch.Tensor  # (N,) softmax probability of the target class at the end
+    images_per_second: float
+    runtime_s: float
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean anisotropic total variation per image, shape (N,)."""
+    dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().flatten(1).mean(1)
+    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).mean(1)
+    return dh + dw
+
+
+def invert(
+    model: Classifier,
+    *,
+    n_per_class: int = 5,
+    steps: int = 300,
+    lr: float = 0.1,
+    tv_weight: float = 0.3,
+    l2_weight: float = 0.05,
+    seed: int = 0,
+    progress: bool = False,
+) -> InversionResult:
+    """Recover ``n_per_class`` substitute images per class (DeepInspect Eq. 1); see module docstring."""
+    for name, v, lo in (("n_per_class", n_per_class, 1), ("steps", steps, 1)):
+        if not isinstance(v, int) or v < lo:
+            raise InvalidInputError(f"{name} must be an int >= {lo}; got {v!r}")
+    for name, f in (("lr", lr), ("tv_weight", tv_weight), ("l2_weight", l2_weight)):
+        if not isinstance(f, int | float) or f < 0 or (name == "lr" and f == 0):
+            raise InvalidInputError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number; got {f!r}")
+    k = model.num_classes
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    targets = torch.arange(k).repeat_interleave(n_per_class)
+    w = (torch.randn((k * n_per_class, *model.input_shape), generator=g) * 0.5).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+
+    def objective(logits: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)
+        return (1.0 - p).sum()
+
+    for _ in tqdm(range(steps), desc="model inversion", disable=not progress, leave=False):
+        opt.zero_grad(set_to_none=True)
+        x = (torch.tanh(w) + 1) / 2
+        _, gx = model.loss_and_input_grad(x, objective)
+        aux = (tv_weight * total_variation(x) + l2_weight * ((x - 0.5) ** 2).flatten(1).mean(1)).sum()
+        (x * gx).sum().add(aux).backward()
+        opt.step()
+    with torch.no_grad():
+        x = ((torch.tanh(w) + 1) / 2).detach().clamp(0, 1).contiguous()
+        conf = torch.softmax(model(x), 1).gather(1, targets[:, None]).squeeze(1)
+    runtime = time.perf_counter() - t0
+    data = Dataset(x.float(), targets.clone(), list(model.class_names), "model_inversion")
+    return InversionResult(data, conf, float(x.shape[0] / max(runtime, 1e-9)), runtime)

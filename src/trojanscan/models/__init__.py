@@ -1,0 +1,18 @@
+"""Models: the Classifier wrapper, the architectures registry and safe I/O."""
+
+from trojanscan.models.architectures import build_architecture, list_architectures, register_architecture
+from trojanscan.models.classifier import Classifier, preserved_state
+from trojanscan.models.io import detect_format, export_torchscript, load_model, save_model, sidecar_path
+
+__all__ = [
+    "Classifier",
+    "build_architecture",
+    "detect_format",
+    "export_torchscript",
+    "list_architectures",
+    "load_model",
+    "preserved_state",
+    "register_architecture",
+    "save_model",
+    "sidecar_path",
+]

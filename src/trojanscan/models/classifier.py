@@ -1,0 +1,175 @@
+"""The one model wrapper every method goes through (DESIGN.md §3, "Classifier").
+
+Input: float32 NCHW in [0, 1] pixel space. Output: logits ``(N, num_classes)``.
+Normalisation ``(x - mean) / std`` lives here, never in the detectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from trojanscan.errors import InvalidInputError
+from trojanscan.types import ImageBatch, Shape3
+
+
+class Classifier(nn.Module):
+    """Wrap a white-box ``nn.Module`` (or TorchScript module) as a [0, 1]-input classifier.
+
+    Parameters
+    ----------
+    module:
+        Maps normalised NCHW input to logits.
+    input_shape:
+        ``(C, H, W)`` the model expects.
+    num_classes:
+        Number of output logits.
+    mean, std:
+        Per-channel normalisation applied inside the wrapper; ``None`` means identity.
+    class_names:
+        Optional human-readable names, one per class.
+    metadata:
+        Free-form provenance (architecture, training recipe, file path, sha256).
+
+    ``queries`` counts the images forwarded through the model (the report's ``model_queries``).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        module: nn.Module,
+        input_shape: Shape3,
+        num_classes: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        class_names: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.input_shape: Shape3 = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
+        self.num_classes = int(num_classes)
+        c = self.input_shape[0]
+        m = torch.zeros(c) if mean is None else torch.as_tensor(list(mean), dtype=torch.float32)
+        s = torch.ones(c) if std is None else torch.as_tensor(list(std), dtype=torch.float32)
+        if m.numel() == 1:
+            m = m.repeat(c)
+        if s.numel() == 1:
+            s = s.repeat(c)
+        if m.numel() != c or s.numel() != c:
+            raise InvalidInputError(
+                f"mean/std must have 1 or {c} values (one per channel); got {m.numel()} and {s.numel()}"
+            )
+        if bool((s <= 0).any()):
+            raise InvalidInputError(f"std must be positive; got {s.tolist()}")
+        self.register_buffer("mean", m.view(1, c, 1, 1), persistent=False)
+        self.register_buffer("std", s.view(1, c, 1, 1), persistent=False)
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.queries = 0
+
+    def forward(self, x: ImageBatch) -> torch.Tensor:
+        """Logits of images ``x`` in [0, 1]; counts ``x.shape[0]`` queries."""
+        self.queries += int(x.shape[0])
+        return self.module((x - self.mean) / self.std)
+
+    @torch.no_grad()
+    def predict_logits(self, x: ImageBatch, batch_size: int = 512) -> torch.Tensor:
+        """Logits for a large batch, evaluated in chunks without gradients."""
+        outs = [self(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return torch.cat(outs) if outs else torch.zeros(0, self.num_classes)
+
+    def predict(self, x: ImageBatch, batch_size: int = 512) -> torch.Tensor:
+        """Predicted labels (int64)."""
+        return self.predict_logits(x, batch_size).argmax(1)
+
+    def loss_and_input_grad(
+        self, x: ImageBatch, loss_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The white-box seam: ``loss_fn(logits)`` (a scalar) and its gradient w.r.t. the input ``x``.
+
+        Data-free paths (model inversion, generator training) reach the model only through this
+        method, so a query-only estimator (finite differences / NES) can stand behind it later.
+        """
+        xi = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = loss_fn(self(xi))
+            (grad,) = torch.autograd.grad(loss, xi)
+        return loss.detach(), grad
+
+    def validate(self) -> None:
+        """One probe forward pass: output 2-D, ``num_classes`` wide and finite, else InvalidInputError."""
+        probe = torch.rand(2, *self.input_shape, generator=torch.Generator().manual_seed(0))
+        try:
+            with torch.no_grad(), preserved_state(self):
+                self.eval()
+                out = self(probe)
+        except Exception as exc:  # a broken model must give a clear message, whatever it raises
+            raise InvalidInputError(
+                f"the model failed on a probe input of shape (2, {', '.join(map(str, self.input_shape))}): "
+                f"{type(exc).__name__}: {exc}. Check --input-shape and the model file."
+            ) from exc
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise InvalidInputError(
+                f"the model's output must be 2-D logits (N, num_classes); got {shape}. "
+                "Wrap the model so that it returns one logits tensor."
+            )
+        if out.shape[1] != self.num_classes:
+            raise InvalidInputError(
+                f"the model outputs {out.shape[1]} classes but num_classes is {self.num_classes}; "
+                "fix the metadata or pass --num-classes."
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise InvalidInputError("the model's output contains NaN or inf on a probe input; the model is broken.")
+
+
+@dataclass
+class _Snapshot:
+    training: dict[str, bool] = field(default_factory=dict)
+    requires_grad: dict[str, bool] = field(default_factory=dict)
+    hooks: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+def _hook_counts(m: nn.Module) -> tuple[int, int, int, int]:
+    return (
+        len(getattr(m, "_forward_hooks", {}) or {}),
+        len(getattr(m, "_forward_pre_hooks", {}) or {}),
+        len(getattr(m, "_backward_hooks", {}) or {}),
+        len(getattr(m, "_backward_pre_hooks", {}) or {}),
+    )
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Restore every submodule's ``training`` flag and every parameter's ``requires_grad`` on exit.
+
+    Detectors run inside this context (DESIGN.md §3: a scan leaves the model as it found it).
+    Hooks a detector registers must be removed by the detector itself (in a ``finally``); this
+    context checks that none were left behind and raises if so.
+    """
+    snap = _Snapshot()
+    for name, m in model.named_modules():
+        snap.training[name] = m.training
+        snap.hooks[name] = _hook_counts(m)
+    for name, p in model.named_parameters():
+        snap.requires_grad[name] = p.requires_grad
+    try:
+        yield
+    finally:
+        for name, m in model.named_modules():
+            if name in snap.training:
+                m.training = snap.training[name]
+        for name, p in model.named_parameters():
+            if name in snap.requires_grad:
+                p.requires_grad_(snap.requires_grad[name])
+    leaked = [n for n, m in model.named_modules() if n in snap.hooks and _hook_counts(m) != snap.hooks[n]]
+    if leaked:
+        raise RuntimeError(f"internal error: hooks left on modules {leaked[:5]} after a scan")

@@ -1,0 +1,278 @@
+"""Safe model loading and saving.
+
+Formats (detected from the file's bytes, not its name):
+
+- ``.safetensors`` weights + a JSON metadata sidecar ``<stem>.json`` (architecture, input shape,
+  classes, normalisation, provenance). The same metadata is also embedded in the safetensors
+  header, so a lone ``.safetensors`` file still loads.
+- TorchScript archives (``torch.jit.save``): run by the TorchScript interpreter, no Python pickle.
+- Python pickles (``torch.save`` of a module or state dict, legacy or zip form) are **refused**
+  unless ``allow_unsafe_pickle=True``: unpickling runs arbitrary code, and a scanner loads
+  untrusted files by definition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from trojanscan._fileio import atomic_path, sha256_file, write_text_atomic
+from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
+from trojanscan.models.architectures import build_architecture
+from trojanscan.models.classifier import Classifier
+from trojanscan.types import Shape3
+
+METADATA_FORMAT = "trojanscan.model/1"
+_HEADER_KEY = "trojanscan"
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """The JSON metadata sidecar of a model file: same folder and stem, ``.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return ``"safetensors"``, ``"torchscript"``, ``"pickle"`` or raise ModelLoadError."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"model file {str(p)!r} does not exist; check the path.")
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if len(head) < 9:
+        raise ModelLoadError(f"model file {str(p)!r} is empty or truncated ({len(head)} bytes).")
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = z.namelist()
+        except zipfile.BadZipFile as exc:
+            raise ModelLoadError(f"model file {str(p)!r} is a corrupt zip archive: {exc}") from exc
+        if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "pickle"
+        raise ModelLoadError(f"model file {str(p)!r} is a zip archive but neither TorchScript nor torch.save.")
+    n = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and 0 < n < 100_000_000:
+        return "safetensors"
+    if head[0] == 0x80 or head[:1] in (b"(", b"]", b"}", b"c"):
+        return "pickle"
+    raise ModelLoadError(
+        f"model file {str(p)!r} is not a format trojanscan reads (safetensors + JSON metadata, TorchScript)."
+    )
+
+
+def save_model(path: str | os.PathLike[str], model: Classifier, *, provenance: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` as ``path`` (.safetensors) plus its sidecar ``<stem>.json``; both atomically.
+
+    ``model.metadata["architecture"]`` must name a registered architecture.
+    """
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        raise InvalidInputError(f"model output path must end in .safetensors; got {str(p)!r}")
+    arch = model.metadata.get("architecture")
+    if not arch:
+        raise InvalidInputError("model.metadata['architecture'] is required to save a model as safetensors")
+    meta = {
+        "format": METADATA_FORMAT,
+        "architecture": arch,
+        "input_shape": list(model.input_shape),
+        "num_classes": model.num_classes,
+        "class_names": list(model.class_names),
+        "mean": model.mean.flatten().tolist(),
+        "std": model.std.flatten().tolist(),
+        "provenance": provenance if provenance is not None else model.metadata.get("provenance", {}),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    with atomic_path(p) as tmp:
+        save_file(state, str(tmp), metadata={_HEADER_KEY: text})
+        write_text_atomic(sidecar_path(p), text + "\n")
+    return p
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"metadata sidecar {str(side)!r} is not valid JSON: {exc}") from exc
+    else:
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+        except (SafetensorError, OSError) as exc:
+            raise ModelLoadError(f"model file {str(path)!r} is not a valid safetensors file: {exc}") from exc
+        if _HEADER_KEY not in header:
+            raise ModelLoadError(
+                f"no metadata for {str(path)!r}: expected the sidecar {str(side)!r} "
+                "(architecture, input_shape, num_classes, mean, std)."
+            )
+        meta = json.loads(header[_HEADER_KEY])
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"metadata of {str(path)!r} must be a JSON object")
+    for key in ("architecture", "input_shape", "num_classes"):
+        if key not in meta:
+            raise ModelLoadError(f"metadata of {str(path)!r} lacks {key!r}; add it to {str(side)!r}.")
+    return meta
+
+
+def _shape(value: Any, source: str) -> Shape3:
+    try:
+        t = tuple(int(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{source}: input shape must be C,H,W integers; got {value!r}") from exc
+    if len(t) != 3 or min(t) < 1:
+        raise InvalidInputError(f"{source}: input shape must be three positive integers C,H,W; got {value!r}")
+    return (t[0], t[1], t[2])
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    allow_unsafe_pickle: bool = False,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Classifier:
+    """Load a model file safely and wrap it as a validated :class:`Classifier` in eval mode.
+
+    Explicit ``input_shape`` / ``num_classes`` / ``mean`` / ``std`` override the metadata (needed
+    for TorchScript files without a sidecar). ``num_classes`` is inferred by one probe forward pass
+    when nothing gives it.
+    """
+    p = Path(path)
+    fmt = detect_format(p)
+    if fmt == "safetensors":
+        meta = _read_metadata(p)
+        shape = _shape(input_shape if input_shape is not None else meta["input_shape"], str(p))
+        k = int(num_classes if num_classes is not None else meta["num_classes"])
+        if num_classes is not None and int(meta["num_classes"]) != num_classes:
+            raise ModelLoadError(
+                f"--num-classes {num_classes} disagrees with the metadata of {str(p)!r} "
+                f"(num_classes={meta['num_classes']}); drop the flag or fix the metadata."
+            )
+        module = build_architecture(str(meta["architecture"]), shape, k)
+        try:
+            state = load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"model file {str(p)!r} is corrupt or truncated: {exc}") from exc
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ModelLoadError(
+                f"weights of {str(p)!r} do not match architecture {meta['architecture']!r} with "
+                f"input_shape={list(shape)} and num_classes={k} ({first[1].strip() if len(first) > 1 else first[0]}); "
+                "the metadata sidecar does not describe this file."
+            ) from exc
+        clf = Classifier(
+            module, shape, k,
+            mean=mean if mean is not None else meta.get("mean"),
+            std=std if std is not None else meta.get("std"),
+            class_names=meta.get("class_names"),
+            metadata={**meta, "path": str(p), "sha256": sha256_file(p), "format": "safetensors"},
+        )
+        if len(clf.class_names) != k:
+            raise ModelLoadError(f"metadata of {str(p)!r} lists {len(clf.class_names)} class names for {k} classes")
+    elif fmt == "torchscript":
+        side = sidecar_path(p)
+        meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+        shape_src = input_shape if input_shape is not None else meta.get("input_shape")
+        if shape_src is None:
+            raise InvalidInputError(
+                f"TorchScript model {str(p)!r} has no metadata sidecar: pass --input-shape C,H,W "
+                "(and --mean/--std if the model expects normalised input)."
+            )
+        shape = _shape(shape_src, str(p))
+        try:
+            module = torch.jit.load(str(p), map_location="cpu")
+        except Exception as exc:  # the JIT raises several types for corrupt archives
+            raise ModelLoadError(f"TorchScript file {str(p)!r} cannot be loaded: {exc}") from exc
+        module.eval()
+        k_src = num_classes if num_classes is not None else meta.get("num_classes")
+        if k_src is None:
+            with torch.no_grad():
+                probe = module(torch.rand(1, *shape) * 0.0 + 0.5)
+            if not isinstance(probe, torch.Tensor) or probe.dim() != 2:
+                raise InvalidInputError(
+                    f"TorchScript model {str(p)!r} must return 2-D logits; got "
+                    f"{tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__}"
+                )
+            k_src = int(probe.shape[1])
+        clf = Classifier(
+            module, shape, int(k_src),
+            mean=mean if mean is not None else meta.get("mean"),
+            std=std if std is not None else meta.get("std"),
+            class_names=meta.get("class_names"),
+            metadata={**meta, "path": str(p), "sha256": sha256_file(p), "format": "torchscript"},
+        )
+    else:
+        if not allow_unsafe_pickle:
+            raise UnsafeModelFileError(
+                f"{str(p)!r} is a Python pickle (torch.save); loading it would run arbitrary code. "
+                "Convert it where you trust it (load it, then trojanscan.models.save_model or "
+                "torch.jit.save) or pass --allow-unsafe-pickle if you trust this file."
+            )
+        try:
+            obj = torch.load(str(p), map_location="cpu", weights_only=False)  # noqa: S614 (explicit opt-in)
+        except Exception as exc:
+            raise ModelLoadError(f"pickle {str(p)!r} cannot be loaded: {exc}") from exc
+        if not isinstance(obj, nn.Module):
+            raise ModelLoadError(
+                f"pickle {str(p)!r} holds a {type(obj).__name__}, not a module; a state dict needs its "
+                "architecture: save it with trojanscan.models.save_model and a metadata sidecar."
+            )
+        if input_shape is None:
+            raise InvalidInputError(f"pickled model {str(p)!r}: pass --input-shape C,H,W")
+        shape = _shape(input_shape, str(p))
+        obj.eval()
+        with torch.no_grad():
+            k_probe = int(obj(torch.full((1, *shape), 0.5)).shape[-1])
+        clf = Classifier(obj, shape, num_classes or k_probe, mean=mean, std=std,
+                         metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle"})
+    clf.eval()
+    clf.validate()
+    return clf
+
+
+class _Normalized(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, module: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module((x - self.mean) / self.std)
+
+
+def export_torchscript(model: Classifier, path: str | os.PathLike[str], *, with_sidecar: bool = True) -> Path:
+    """Write ``model`` as a TorchScript archive taking [0, 1] input (normalisation folded in)."""
+    p = Path(path)
+    wrapped = _Normalized(model.module, model.mean, model.std).eval()
+    example = torch.rand(1, *model.input_shape)
+    with torch.no_grad():
+        scripted = torch.jit.trace(wrapped, example)
+    with atomic_path(p) as tmp:
+        torch.jit.save(scripted, str(tmp))
+    if with_sidecar:
+        meta = {"format": METADATA_FORMAT, "input_shape": list(model.input_shape),
+                "num_classes": model.num_classes, "class_names": model.class_names}
+        write_text_atomic(sidecar_path(p), json.dumps(meta, indent=2) + "\n")
+    return p
