@@ -56,7 +56,9 @@ class Attack:
         """
         mask, new_y = self.poison_plan(data, seed)
 
-        def transform(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        def transform(
+            x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, gen: torch.Generator
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             if before is not None:
                 x, y = before(x, y, idx, gen)
             sel = mask[idx]
@@ -82,7 +84,9 @@ class Attack:
 
 
 @torch.no_grad()
-def trojan_activation_rate(model: Classifier, test: Dataset, trigger: Trigger, labels: LabelMode, batch_size: int = 1024) -> float:
+def trojan_activation_rate(
+    model: Classifier, test: Dataset, trigger: Trigger, labels: LabelMode, batch_size: int = 1024
+) -> float:
     """TAR: share of non-target test images that, stamped with ``trigger``, are classified as a target."""
     src = labels.sources(test.y)
     x, y = test.x[src], test.y[src]

@@ -47,7 +47,9 @@ def synthetic_digits(
     carries no label information (like traffic signs photographed in different light).
     """
     if n < num_classes or size < 8 or channels not in (1, 3):
-        raise InvalidInputError(f"need n >= num_classes, size >= 8 and channels 1 or 3; got n={n}, size={size}, channels={channels}")
+        raise InvalidInputError(
+            f"need n >= num_classes, size >= 8 and channels 1 or 3; got n={n}, size={size}, channels={channels}"
+        )
     g = torch.Generator().manual_seed(seed)
     glyphs = _glyphs(size, num_classes)
     y = torch.arange(n) % num_classes

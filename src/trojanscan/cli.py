@@ -1,0 +1,242 @@
+"""Command-line interface (thin: parse → call the API → print/write).
+
+Exit codes: 0 scanned and benign; 1 scanned and trojaned; 2 bad input or usage (one-line reason on
+stderr, no partial output files).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from trojanscan.errors import InvalidInputError, TrojanScanError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Detect neural trojans (backdoors) in pre-trained image classifiers.")
+
+EXIT_BENIGN, EXIT_TROJANED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _floats(text: str | None, name: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise InvalidInputError(f"--{name} must be comma-separated numbers; got {text!r}") from exc
+
+
+def _ints(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise InvalidInputError(f"--{name} must be comma-separated integers like 3,32,32; got {text!r}") from exc
+
+
+def _check_out(path: Path, suffixes: tuple[str, ...], flag: str) -> None:
+    if path.suffix not in suffixes:
+        raise InvalidInputError(f"{flag} {str(path)!r} must end in {' or '.join(suffixes)}")
+    if path.exists() and path.is_dir():
+        raise InvalidInputError(f"{flag} {str(path)!r} is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise InvalidInputError(f"{flag} {str(path)!r}: {str(parent)!r} is not a directory")
+
+
+@app.command()
+def scan(
+    model: Annotated[Path, typer.Argument(help="Model file: .safetensors (+ .json sidecar) or TorchScript .pt")],
+    data: Annotated[str, typer.Option(help="Clean data: a .npz file (x, y), an image folder, or 'none' (data-free)")] = "none",
+    method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same report)")] = 0,
+    alpha: Annotated[float | None, typer.Option(help="Significance level (sets the cutoff)")] = None,
+    cutoff: Annotated[float | None, typer.Option(help="Anomaly-index cutoff (default 2)")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Number of classes (default: metadata or probe)")] = None,
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.49,0.48,0.45")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std")] = None,
+    allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
+    from trojanscan.data.base import Dataset
+    from trojanscan.detectors import list_detectors
+    from trojanscan.models import load_model
+    from trojanscan.scan import scan_model
+
+    if method != "all" and method not in list_detectors():
+        raise InvalidInputError(f"--method {method!r} is unknown; choose one of {', '.join(list_detectors())} or all")
+    if alpha is not None and cutoff is not None:
+        raise InvalidInputError("give --alpha or --cutoff, not both")
+    if json_out is not None:
+        _check_out(json_out, (".json",), "--json")
+    if html_out is not None:
+        _check_out(html_out, (".html", ".htm"), "--html")
+    if alpha is not None:
+        from trojanscan.stats import cutoff_from_alpha
+
+        cutoff_from_alpha(alpha)
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
+                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"))
+    clean: Dataset | None = None
+    if data.lower() != "none":
+        from trojanscan.data.registry import load_clean_data
+
+        clean = load_clean_data(data)
+    artifact_dir = None
+    if json_out is not None or html_out is not None:
+        base = json_out if json_out is not None else html_out
+        assert base is not None
+        artifact_dir = base.parent / f"{base.stem}_files"
+    outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, progress=progress,
+                         artifact_dir=artifact_dir)
+    rep = outcome.report
+    _print_summary(rep)
+    if json_out is not None:
+        rep.save_json(json_out)
+        typer.echo(f"JSON report: {json_out}", err=True)
+    if html_out is not None:
+        from trojanscan.report.html import write_html
+
+        examples = clean.x[:8] if clean is not None else None
+        arts = _merge_artifacts(outcome.artifacts, rep.method)
+        write_html(html_out, rep, arts, examples)
+        typer.echo(f"HTML report: {html_out}", err=True)
+    raise typer.Exit(EXIT_TROJANED if rep.trojaned else EXIT_BENIGN)
+
+
+def _merge_artifacts(per_method: dict[str, Any], method: str) -> dict[str, Any]:
+    if method != "all":
+        return dict(per_method.get(method, {}))
+    merged: dict[str, Any] = {}
+    for name, arts in per_method.items():
+        for k, v in arts.items():
+            merged[f"{name}/{k}"] = v
+            merged.setdefault(k, v)
+    return merged
+
+
+def _print_summary(rep: Any) -> None:
+    verdict = rep.verdict.upper()
+    colour = "red" if rep.trojaned else "green"
+    typer.secho(f"{verdict}  ({rep.method})", fg=colour, bold=True)
+    names = {c.label: c.name for c in rep.classes}
+    sus = ", ".join(f"{s} ({names.get(s)})" if names.get(s) not in (None, str(s)) else str(s) for s in rep.suspects)
+    typer.echo(f"  suspects:       {sus or 'none'}")
+    typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f})")
+    typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images)")
+    typer.echo(f"  time:           {rep.runtime_s:.1f} s, {rep.model_queries} model queries")
+    for name, sub in rep.reports.items():
+        s = ",".join(map(str, sub.suspects)) or "-"
+        typer.echo(f"    {name:15s} {sub.verdict:9s} index {sub.anomaly_index:6.2f}  suspects {s}  ({sub.runtime_s:.1f} s)")
+    for note in rep.notes:
+        typer.echo(f"  note: {note}")
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Annotated[str, typer.Option(help="mnist | gtsrb | cifar10 | synthetic")],
+    out: Annotated[Path, typer.Option(help="Output model path (.safetensors); writes <stem>.json and <stem>.truth.json")],
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset files (not needed for synthetic)")] = None,
+    attack: Annotated[str, typer.Option(help="none | badnets | blend | watermark | trojannn")] = "none",
+    target: Annotated[str, typer.Option(help="Target label, 'a,b,c' (all-to-several) or 'all' (all-to-all)")] = "0",
+    trigger_size: Annotated[int, typer.Option(help="Patch side in pixels (badnets, trojannn)")] = 4,
+    position: Annotated[str, typer.Option(help="bottom-right|bottom-left|top-left|top-right|center|ROW,COL")] = "bottom-right",
+    positions: Annotated[list[str] | None, typer.Option("--positions", help="Stamp the patch at several places (repeat)")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Trigger opacity in (0,1] (blend default 0.1)")] = None,
+    pattern: Annotated[str, typer.Option(help="square | random")] = "square",
+    poison_rate: Annotated[float, typer.Option(help="Share of training images poisoned")] = 0.1,
+    arch: Annotated[str | None, typer.Option(help="Architecture (default per dataset)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default per dataset)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed makes the same model")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Train a clean or trojaned model and write it with its metadata and a ground-truth sidecar."""
+    from dataclasses import replace
+
+    from trojanscan._fileio import write_text_atomic
+    from trojanscan.models import list_architectures, save_model
+    from trojanscan.recipes import DATASETS, DEFAULTS, AttackSpec, TrainRecipe, build_model, make_attack
+
+    if dataset not in DATASETS:
+        raise InvalidInputError(f"--dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
+    _check_out(out, (".safetensors",), "--out")
+    if arch is not None and arch not in list_architectures():
+        raise InvalidInputError(f"--arch {arch!r} is unknown; choose one of {', '.join(list_architectures())}")
+    if attack not in ("none", "badnets", "blend", "watermark", "trojannn"):
+        raise InvalidInputError(f"--attack {attack!r} is unknown; choose none, badnets, blend, watermark or trojannn")
+    spec = None if attack == "none" else AttackSpec(attack, target, trigger_size, position, tuple(positions or ()),
+                                                     alpha, pattern, poison_rate)
+    config = DEFAULTS[dataset]["config"]
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+        config.check()
+    recipe = TrainRecipe(dataset, arch=arch, attack=spec, config=config, seed=seed)
+    train_data, test_data = _load_train_test(dataset, data_dir, seed)
+    k = max(train_data.num_classes, int(train_data.y.max()) + 1)
+    if spec is not None:  # validate the attack (sizes, targets, alpha) before any training
+        make_attack(spec, train_data.input_shape, k, seed)
+    built = build_model(recipe, train_data, test_data, progress=progress,
+                        log=lambda s: typer.echo(s, err=True))
+    save_model(out, built.model, provenance=built.provenance())
+    truth_path = out.with_suffix(".truth.json")
+    write_text_atomic(truth_path, json.dumps(built.truth(), indent=1) + "\n")
+    m = built.metrics
+    tar = f"  TAR {m['tar']:.4f}" if "tar" in m else ""
+    typer.echo(f"clean accuracy {m['clean_acc']:.4f}{tar}  ({m['train_seconds']:.0f} s)  -> {out}")
+
+
+def _load_train_test(dataset: str, data_dir: Path | None, seed: int) -> tuple[Any, Any]:
+    if dataset == "synthetic":
+        from trojanscan.data.synthetic import synthetic_digits, train_test_split
+
+        return train_test_split(synthetic_digits(8000, seed=seed), 0.2, seed=seed)
+    if data_dir is None:
+        raise InvalidInputError(f"--data-dir is required for --dataset {dataset}")
+    from trojanscan.data.registry import load_dataset
+
+    return load_dataset(dataset, str(data_dir), "train"), load_dataset(dataset, str(data_dir), "test")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo writes its models and reports")] = Path("runs/demo"),
+    method: Annotated[str, typer.Option(help="Detector(s) to run")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Make a clean and a trojaned model on embedded synthetic digits, then scan both. No downloads."""
+    from trojanscan.demo import run_demo
+
+    run_demo(out, method=method, seed=seed, progress=progress, echo=typer.echo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps errors to exit code 2 with a one-line message."""
+    try:
+        app(args=argv, prog_name="trojanscan")  # standalone: usage errors exit 2, commands raise typer.Exit
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_BAD_INPUT)
+    except TrojanScanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def _console() -> None:  # console-script wrapper: the return value becomes the exit status
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""High-level scanning API: run one detector or all of them and combine their verdicts.
+
+``scan_model(model, data, method="all")`` is what ``trojanscan scan`` calls.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trojanscan.data.base import Dataset
+from trojanscan.detectors.base import get_detector, list_detectors
+from trojanscan.errors import InvalidInputError
+from trojanscan.models.classifier import Classifier
+from trojanscan.report.scan_report import ClassResult, ScanReport
+
+
+@dataclass
+class ScanOutcome:
+    """The report plus the tensors behind it (triggers, heatmaps) per method, for the HTML report."""
+
+    report: ScanReport
+    artifacts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+def combine(reports: dict[str, ScanReport]) -> ScanReport:
+    """Combine per-detector reports into the ``"all"`` report.
+
+    Rule (until a calibrated combination exists): a label is a suspect when a strict majority of the
+    detectors flag it, or when one detector flags it and none of the others ran; the verdict is
+    trojaned when a majority of detectors say trojaned. ``anomaly_index`` is the median of the
+    detectors' anomaly indices expressed in units of their own cutoff, times 2 (so 2 = at the cutoff).
+    """
+    if not reports:
+        raise InvalidInputError("no reports to combine")
+    first = next(iter(reports.values()))
+    n = len(reports)
+    votes: dict[int, int] = {}
+    for r in reports.values():
+        for s in r.suspects:
+            votes[s] = votes.get(s, 0) + 1
+    need = n // 2 + 1
+    suspects = sorted((s for s, v in votes.items() if v >= need), key=lambda s: (-votes[s], s))
+    trojaned_votes = sum(r.trojaned for r in reports.values())
+    verdict = "trojaned" if trojaned_votes >= need else "benign"
+    scaled = sorted(2.0 * r.anomaly_index / r.cutoff for r in reports.values())
+    mid = scaled[n // 2] if n % 2 else 0.5 * (scaled[n // 2 - 1] + scaled[n // 2])
+    classes = [
+        ClassResult(label=c.label, statistic=float(votes.get(c.label, 0)), anomaly_index=float(
+            sorted(2.0 * rr.classes[c.label].anomaly_index / rr.cutoff for rr in reports.values())[n // 2]),
+            name=c.name)
+        for c in first.classes
+    ]
+    return ScanReport(
+        method="all", verdict=verdict, anomaly_index=float(mid), cutoff=2.0, suspects=suspects, classes=classes,
+        model=first.model, data=first.data, runtime_s=float(sum(r.runtime_s for r in reports.values())),
+        model_queries=int(sum(r.model_queries for r in reports.values())), seed=first.seed,
+        config={"rule": "majority vote", "methods": list(reports)}, notes=[], reports=dict(reports),
+    )
+
+
+def scan_model(
+    model: Classifier,
+    data: Dataset | None,
+    *,
+    method: str = "all",
+    seed: int = 0,
+    cutoff: float | None = None,
+    alpha: float | None = None,
+    progress: bool = True,
+    artifact_dir: str | os.PathLike[str] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> ScanOutcome:
+    """Scan with one registered detector, or with every one (``method="all"``) and combine."""
+    methods = list_detectors() if method == "all" else [method]
+    if method != "all" and method not in list_detectors():
+        raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
+    reports: dict[str, ScanReport] = {}
+    artifacts: dict[str, dict[str, torch.Tensor]] = {}
+    t0 = time.perf_counter()
+    for name in methods:
+        hp: dict[str, Any] = dict((params or {}).get(name, {}))
+        if cutoff is not None:
+            hp["cutoff"] = cutoff
+        if alpha is not None:
+            hp["alpha"] = alpha
+        det = get_detector(name, **hp)
+        reports[name] = det.scan(model, data, seed=seed, progress=progress,
+                                 artifact_dir=Path(artifact_dir) if artifact_dir is not None else None)
+        artifacts[name] = dict(getattr(det, "artifacts_", {}))
+    if method != "all":
+        return ScanOutcome(reports[method], artifacts)
+    return ScanOutcome(replace(combine(reports), runtime_s=time.perf_counter() - t0), artifacts)
