@@ -1,0 +1,154 @@
+"""Model I/O: safetensors + sidecar round trip, TorchScript, pickle refusal, corrupt/mismatched files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
+from trojanscan.models import Classifier, build_architecture, export_torchscript, load_model, save_model, sidecar_path
+
+
+def _model(arch: str = "tiny_cnn", shape: tuple[int, int, int] = (1, 28, 28), k: int = 10) -> Classifier:
+    torch.manual_seed(0)
+    return Classifier(build_architecture(arch, shape, k), shape, k, mean=[0.5] * shape[0], std=[0.25] * shape[0],
+                      class_names=[f"c{i}" for i in range(k)], metadata={"architecture": arch})
+
+
+@pytest.mark.parametrize("arch,shape", [("tiny_cnn", (1, 28, 28)), ("mnist_cnn", (1, 28, 28)),
+                                        ("gtsrb_cnn", (3, 32, 32)), ("cifar_resnet9", (3, 32, 32))])
+def test_safetensors_round_trip(tmp_path: Path, arch: str, shape: tuple[int, int, int]) -> None:
+    m = _model(arch, shape).eval()
+    p = save_model(tmp_path / "m.safetensors", m, provenance={"seed": 3})
+    meta = json.loads(sidecar_path(p).read_text())
+    assert meta["architecture"] == arch and meta["input_shape"] == list(shape) and meta["provenance"] == {"seed": 3}
+    loaded = load_model(p)
+    x = torch.rand(4, *shape)
+    assert torch.equal(loaded(x), m(x))
+    assert loaded.class_names == m.class_names and len(loaded.metadata["sha256"]) == 64
+    assert not loaded.training
+
+
+def test_safetensors_without_sidecar_uses_embedded_header(tmp_path: Path) -> None:
+    p = save_model(tmp_path / "m.safetensors", _model())
+    sidecar_path(p).unlink()
+    assert load_model(p).num_classes == 10
+
+
+def test_torchscript_loads_and_matches(tmp_path: Path) -> None:
+    m = _model().eval()
+    p = export_torchscript(m, tmp_path / "m.pt")
+    loaded = load_model(p)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(loaded(x), m(x), atol=1e-5)
+    sidecar_path(p).unlink()
+    with pytest.raises(InvalidInputError, match="--input-shape"):
+        load_model(p)
+    assert load_model(p, input_shape=(1, 28, 28)).num_classes == 10  # classes inferred by a probe
+
+
+class _Exploit:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (self.target, "w"))
+
+
+def test_pickle_payload_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    for i, payload in enumerate(({"state": _Exploit(str(marker))}, _Exploit(str(marker)))):
+        p = tmp_path / f"evil{i}.pt"
+        torch.save(payload, p)  # zip + data.pkl, as torch.save writes it
+        with pytest.raises(UnsafeModelFileError, match="allow-unsafe-pickle"):
+            load_model(p)
+        legacy = tmp_path / f"evil{i}.pkl"
+        legacy.write_bytes(pickle.dumps(payload))
+        with pytest.raises(UnsafeModelFileError):
+            load_model(legacy)
+    assert not marker.exists()
+
+
+def test_state_dict_pickle_refused_with_conversion_hint(tmp_path: Path) -> None:
+    p = tmp_path / "sd.pth"
+    torch.save(_model().module.state_dict(), p)
+    with pytest.raises(UnsafeModelFileError, match="Convert"):
+        load_model(p)
+
+
+def test_allow_unsafe_pickle_loads_a_module(tmp_path: Path) -> None:
+    p = tmp_path / "mod.pt"
+    torch.save(_model().module, p)
+    clf = load_model(p, allow_unsafe_pickle=True, input_shape=(1, 28, 28))
+    assert clf.num_classes == 10
+
+
+def test_corrupt_and_mismatched_files(tmp_path: Path) -> None:
+    p = save_model(tmp_path / "m.safetensors", _model())
+    data = p.read_bytes()
+    trunc = tmp_path / "t.safetensors"
+    trunc.write_bytes(data[: len(data) // 2])
+    (tmp_path / "t.json").write_text(sidecar_path(p).read_text())
+    with pytest.raises(ModelLoadError):
+        load_model(trunc)
+    meta = json.loads(sidecar_path(p).read_text())
+    meta["num_classes"] = 7
+    sidecar_path(p).write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="do not match"):
+        load_model(p)
+    meta["num_classes"], meta["architecture"] = 10, "no_such_arch"
+    sidecar_path(p).write_text(json.dumps(meta))
+    with pytest.raises(InvalidInputError, match="unknown architecture"):
+        load_model(p)
+    sidecar_path(p).write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        load_model(p)
+    empty = tmp_path / "e.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="empty"):
+        load_model(empty)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_model(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(64))
+    with pytest.raises(ModelLoadError):
+        load_model(junk)
+
+
+def test_save_is_atomic_and_checks_suffix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInputError, match=".safetensors"):
+        save_model(tmp_path / "m.bin", _model())
+    import trojanscan.models.io as io
+
+    def boom(*a: object, **k: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io, "save_file", boom)
+    with pytest.raises(OSError):
+        save_model(tmp_path / "m.safetensors", _model())
+    assert list(tmp_path.iterdir()) == []
+
+
+class _BadOut(torch.nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "3d":
+            return x.flatten(1)[:, None, :10] * self.w
+        if self.kind == "nan":
+            return x.flatten(1)[:, :10] * float("nan")
+        return x.flatten(1)[:, :10] * self.w
+
+
+@pytest.mark.parametrize("kind,k,msg", [("3d", 10, "2-D"), ("nan", 10, "NaN"), ("ok", 7, "outputs 10 classes")])
+def test_validate_rejects_bad_outputs(kind: str, k: int, msg: str) -> None:
+    with pytest.raises(InvalidInputError, match=msg):
+        Classifier(_BadOut(kind), (1, 28, 28), k).validate()
