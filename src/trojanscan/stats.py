@@ -122,5 +122,7 @@ def decide(values: Sequence[float] | np.ndarray, *, cutoff: float = DEFAULT_CUTO
         idx = deviation_factors(values)
     else:
         raise InvalidInputError(f"test must be 'mad' or 'dmad'; got {test!r}")
-    flagged = [int(i) for i in np.argsort(-idx, kind="stable") if idx[i] > cutoff]
+    # most anomalous first; equal indices (e.g. several +inf when the MAD is 0) by the smaller statistic
+    order = np.lexsort((_as_array(values), -idx))
+    flagged = [int(i) for i in order if idx[i] > cutoff]
     return Decision(idx, flagged, float(np.max(idx)), float(cutoff))

@@ -48,10 +48,13 @@ def validate_images(x: torch.Tensor, what: str = "images") -> None:
     if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.dim() != 4:
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise InvalidInputError(f"{what} must be float32 of shape (N, C, H, W); got {got}")
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    if not x.numel():
+        return
+    lo_t, hi_t = torch.aminmax(x)  # one pass; NaN propagates into min/max
+    lo, hi = float(lo_t), float(hi_t)
+    if lo != lo or hi != hi or abs(lo) == float("inf") or abs(hi) == float("inf"):
         raise InvalidInputError(f"{what} contain NaN or inf")
-    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+    if lo < 0.0 or hi > 1.0:
         raise InvalidInputError(
-            f"{what} must lie in [0, 1]; got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]. "
-            "Divide 0-255 images by 255."
+            f"{what} must lie in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]. Divide 0-255 images by 255."
         )

@@ -72,9 +72,7 @@ def load_npz(path: PathLike, name: str | None = None) -> Dataset:
     try:
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
-            raise DataFormatError(
-                f"{p}: is a single .npy array; expected an .npz archive: np.savez(path, x=images, y=labels)."
-            )
+            raise DataFormatError(f"{p}: is a single .npy array; expected an .npz archive: np.savez(path, x=images, y=labels).")
         with loaded as npz:
             keys = list(npz.files)
             if "x" not in keys:
@@ -88,7 +86,7 @@ def load_npz(path: PathLike, name: str | None = None) -> Dataset:
     except DataFormatError:
         raise
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+        if "Object arrays" in str(exc):
             raise DataFormatError(
                 f"{p}: holds object arrays, which need pickle to load (refused: pickle can run code); "
                 "save plain numeric arrays instead."
@@ -119,9 +117,7 @@ def _check_x(x: np.ndarray, p: Path) -> torch.Tensor:
     if n == 0:
         raise DataFormatError(f"{p}: x holds no images (shape {x.shape}); save at least one image.")
     if c not in (1, 3) and w in (1, 3):
-        raise DataFormatError(
-            f"{p}: x looks channels-last {x.shape}; expected (N, C, H, W). Save x.transpose(0, 3, 1, 2)."
-        )
+        raise DataFormatError(f"{p}: x looks channels-last {x.shape}; expected (N, C, H, W). Save x.transpose(0, 3, 1, 2).")
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x32).all():
         raise DataFormatError(f"{p}: x contains NaN or inf values; remove or fix those images.")
@@ -230,13 +226,7 @@ def _read_cache(entry: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
     try:
         with np.load(entry, allow_pickle=False) as npz:
             x, y, names = npz["x"], npz["y"], npz["class_names"]
-        ok = (
-            x.dtype == np.uint8
-            and x.ndim == 4
-            and y.dtype == np.int64
-            and y.shape == (x.shape[0],)
-            and names.dtype.kind == "U"
-        )
+        ok = x.dtype == np.uint8 and x.ndim == 4 and y.dtype == np.int64 and y.shape == (x.shape[0],) and names.dtype.kind == "U"
         if ok:
             return x, y, [str(s) for s in names.reshape(-1)]
         problem = "unexpected array shapes or dtypes"

@@ -101,8 +101,8 @@ def anomaly_chart_png(
     suspect_set = {int(s) for s in suspects}
     colours = [SUSPECT_COLOUR if lab in suspect_set else OTHER_COLOUR for lab in labs]
 
-    width = min(16.0, max(6.0, 0.32 * k + 2.0))
-    fig = Figure(figsize=(width, 3.4), dpi=100)
+    width = min(16.0, max(10.0, 0.3 * k + 2.0))
+    fig = Figure(figsize=(width, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     x = np.arange(k)
@@ -151,7 +151,7 @@ def anomaly_chart_png(
         Patch(facecolor=OTHER_COLOUR, edgecolor="#333333", label="other class"),
         ax.get_lines()[0],
     ]
-    ax.legend(handles=handles, fontsize=8, loc="upper right", framealpha=0.9)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})

@@ -102,6 +102,16 @@ class ScanReport:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise InvalidInputError(f"not a {SCHEMA} report (schema={got!r})")
+        try:
+            return cls._from_checked_dict(d)
+        except InvalidInputError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise InvalidInputError(f"malformed {SCHEMA} report ({what})") from exc
+
+    @classmethod
+    def _from_checked_dict(cls, d: dict[str, Any]) -> ScanReport:
         return cls(
             method=d["method"],
             verdict=d["verdict"],
@@ -126,7 +136,7 @@ class ScanReport:
             config=dict(d["config"]),
             artifacts=dict(d.get("artifacts") or {}),
             notes=list(d.get("notes") or []),
-            trojan_probability=d.get("trojan_probability"),
+            trojan_probability=None if d.get("trojan_probability") is None else float(d["trojan_probability"]),
             reports={k: cls.from_dict(v) for k, v in (d.get("reports") or {}).items()},
             schema=d["schema"],
             tool_version=d.get("tool_version", __version__),
@@ -151,6 +161,8 @@ class ScanReport:
                 return cls.from_json(f.read())
         except OSError as exc:
             raise InvalidInputError(f"cannot read report {str(path)!r}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"report {str(path)!r} is not UTF-8 text (is it a JSON report?)") from exc
 
 
 def _json_safe(v: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Benchmarks: model zoo building (cached by recipe hash), paper experiments, zoo scanning and metrics."""

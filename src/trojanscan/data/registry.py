@@ -1,0 +1,110 @@
+"""Named datasets (``--dataset mnist|gtsrb|cifar10``) and the CLI's ``--data`` clean-sample loader."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trojanscan.data.base import Dataset
+from trojanscan.data.cifar import CIFAR10_CLASSES, load_cifar10, load_image_folder
+from trojanscan.data.gtsrb import GTSRB_CLASSES, load_gtsrb
+from trojanscan.data.mnist import load_mnist
+from trojanscan.data.npz import load_npz
+from trojanscan.errors import InvalidInputError
+from trojanscan.types import Shape3
+
+__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_clean_data", "load_dataset"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a named dataset before reading it."""
+
+    name: str
+    loader: Callable[..., Dataset]
+    input_shape: Shape3
+    num_classes: int
+    class_names: tuple[str, ...]
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        "mnist",
+        load_mnist,
+        (1, 28, 28),
+        10,
+        tuple(str(i) for i in range(10)),
+        "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)",
+    ),
+    "gtsrb": DatasetInfo(
+        "gtsrb",
+        load_gtsrb,
+        (3, 32, 32),
+        43,
+        GTSRB_CLASSES,
+        "GTSRB Final_Training/Final_Test ppm folders or zips + GT csv files, resized to 32x32",
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10",
+        load_cifar10,
+        (3, 32, 32),
+        10,
+        CIFAR10_CLASSES,
+        "CIFAR-10 python batches (cifar-10-batches-py) or a train|test/<class>/ image tree or zip",
+    ),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; InvalidInputError listing the known names otherwise."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in DATASETS:
+        raise InvalidInputError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}.")
+    return DATASETS[key]
+
+
+def load_dataset(name: str, data_dir: PathLike, split: str = "train", **kwargs: Any) -> Dataset:
+    """Read the named dataset (``mnist``, ``gtsrb`` or ``cifar10``) split from ``data_dir``.
+
+    Extra keyword arguments go to the reader (e.g. ``size=``, ``cache_dir=`` for gtsrb/cifar10).
+    """
+    info = dataset_info(name)
+    d = Path(data_dir)
+    if not d.exists():
+        raise InvalidInputError(f"data_dir {str(d)!r} for dataset {info.name!r} does not exist; check the path.")
+    params = inspect.signature(info.loader).parameters
+    unknown = sorted(k for k in kwargs if k not in params or k in ("data_dir", "split"))
+    if unknown:
+        accepted = [k for k in params if k not in ("data_dir", "split")]
+        raise InvalidInputError(
+            f"load_dataset({info.name!r}) got unknown option(s) {unknown}; {info.name} accepts {accepted or 'none'}."
+        )
+    return info.loader(d, split, **kwargs)
+
+
+def load_clean_data(path: PathLike, **kwargs: Any) -> Dataset:
+    """Read the clean samples given to ``trojanscan scan --data``: a ``.npz`` file or an image folder/zip.
+
+    An image folder holds ``<class>/<image>`` (labels by class) or loose images (labels -1);
+    ``kwargs`` (``size=``, ``split=``, ``cache_dir=``) go to :func:`load_image_folder`.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInputError(f"--data {str(p)!r} does not exist; give a .npz file or a folder of images.")
+    if p.is_file() and p.suffix.lower() == ".npz":
+        if kwargs:
+            raise InvalidInputError(f"options {sorted(kwargs)} do not apply to an .npz file ({p}).")
+        return load_npz(p)
+    if p.is_dir() or p.suffix.lower() == ".zip":
+        return load_image_folder(p, **kwargs)
+    raise InvalidInputError(
+        f"--data {str(p)!r}: unsupported file type {p.suffix or '(none)'!r}; give a .npz file "
+        "(arrays x float32 (N, C, H, W) in [0, 1] and y) or a folder/zip of images."
+    )

@@ -1,0 +1,85 @@
+"""The CLI: exit codes (0 benign, 1 trojaned, 2 bad input), one-line errors, no partial output files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trojanscan.cli import main
+from trojanscan.models import save_model
+
+
+@pytest.fixture()
+def files(tmp_path: Path, trojaned_model, clean_model, digits) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    out = {
+        "trojaned": save_model(tmp_path / "trojaned.safetensors", trojaned_model.model),
+        "clean": save_model(tmp_path / "clean.safetensors", clean_model.model),
+    }
+    te = digits[1]
+    np.savez(tmp_path / "clean.npz", x=te.x[:150].numpy(), y=te.y[:150].numpy())
+    out["npz"] = tmp_path / "clean.npz"
+    return out
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _assert_bad(argv: list[str], capsys: pytest.CaptureFixture[str], msg: str, outdir: Path) -> None:
+    before = set(outdir.iterdir())
+    code, _, err = _run(argv, capsys)
+    assert code == 2, err
+    assert msg in err
+    assert len([ln for ln in err.strip().splitlines() if ln.startswith("error:")]) == 1
+    assert set(outdir.iterdir()) == before, "a partial output file was written"
+
+
+def test_scan_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rep = str(tmp_path / "r.json")
+    m = str(files["trojaned"])
+    _assert_bad(["scan", str(tmp_path / "nope.safetensors"), "--json", rep], capsys, "does not exist", tmp_path)
+    _assert_bad(["scan", m, "--method", "magic", "--json", rep], capsys, "unknown", tmp_path)
+    _assert_bad(["scan", m, "--alpha", "0", "--json", rep], capsys, "alpha", tmp_path)
+    _assert_bad(["scan", m, "--alpha", "0.05", "--cutoff", "2", "--json", rep], capsys, "not both", tmp_path)
+    _assert_bad(["scan", m, "--json", str(tmp_path / "r.txt")], capsys, ".json", tmp_path)
+    _assert_bad(["scan", m, "--num-classes", "7", "--json", rep], capsys, "num-classes", tmp_path)
+    bad_npz = tmp_path / "bad.npz"
+    np.savez(bad_npz, x=(np.random.rand(5, 1, 28, 28) * 255).astype(np.float32), y=np.zeros(5, dtype=np.int64))
+    _assert_bad(["scan", m, "--data", str(bad_npz), "--json", rep], capsys, "[0, 1]", tmp_path)
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.zeros((0, 1, 28, 28), np.float32), y=np.zeros(0, np.int64))
+    _assert_bad(["scan", m, "--data", str(empty), "--json", rep], capsys, "empty", tmp_path)
+    pk = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(1)}, pk)
+    _assert_bad(["scan", str(pk), "--json", rep], capsys, "pickle", tmp_path)
+
+
+def test_train_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "m.safetensors")
+    _assert_bad(["train", "--dataset", "nope", "--out", out], capsys, "--dataset", tmp_path)
+    _assert_bad(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "missing"), "--out", out], capsys,
+                "missing", tmp_path)
+    for extra, msg in ((["--attack", "badnets", "--trigger-size", "40"], "does not fit"),
+                       (["--attack", "badnets", "--target", "12"], "out of range"),
+                       (["--attack", "blend", "--alpha", "1.5"], "alpha"),
+                       (["--attack", "laser"], "--attack"),
+                       (["--attack", "badnets", "--poison-rate", "0"], "poison_rate"),
+                       (["--attack", "badnets", "--position", "middle"], "position")):
+        _assert_bad(["train", "--dataset", "synthetic", "--out", out, *extra], capsys, msg, tmp_path)
+
+
+def test_train_synthetic_writes_model_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.safetensors"
+    code, _, err = _run(["train", "--dataset", "synthetic", "--out", str(out), "--attack", "badnets", "--target", "3",
+                         "--epochs", "1", "--no-progress"], capsys)
+    assert code == 0, err
+    truth = json.loads((tmp_path / "m.truth.json").read_text())
+    assert truth["targets"] == [3] and truth["trojaned"] and "tar" in truth["metrics"]
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["architecture"] == "tiny_cnn" and meta["input_shape"] == [1, 28, 28]

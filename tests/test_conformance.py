@@ -1,0 +1,126 @@
+"""Conformance suite: the same checks over every registered detector (scikit-learn's parametrize_with_checks idea).
+
+Each detector runs here with small step counts (``FAST``) so the suite stays quick; the detectors'
+own test files cover their defaults.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+import torch
+
+from trojanscan.data.base import Dataset
+from trojanscan.detectors import detector_class, get_detector, list_detectors
+from trojanscan.errors import InvalidInputError
+from trojanscan.report import ScanReport
+
+FAST: dict[str, dict[str, Any]] = {
+    "neural_cleanse": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 32},
+    "neuron_inspect": {"n_images": 20},
+    "deep_inspect": {"inversion_steps": 40, "generator_steps": 150},
+}
+
+DETECTORS = list_detectors()
+
+
+def _fast(name: str) -> dict[str, Any]:
+    params = FAST.get(name, {})
+    accepted = set(inspect.signature(detector_class(name).__init__).parameters)
+    return {k: v for k, v in params.items() if k in accepted}
+
+
+def _clean_data(digits: tuple[Dataset, Dataset], n: int = 120) -> Dataset:
+    return digits[1].subset(torch.arange(n), "clean sample")
+
+
+def _comparable(r: ScanReport) -> dict[str, Any]:
+    d = r.to_dict()
+    d.pop("runtime_s")
+    return d
+
+
+def test_registry_has_the_three_methods() -> None:
+    assert {"neural_cleanse", "neuron_inspect", "deep_inspect"} <= set(DETECTORS)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_default_construction_stores_only(name: str) -> None:
+    det = get_detector(name)
+    params = det.get_params()
+    sig = inspect.signature(type(det).__init__)
+    assert set(params) == {p for p in sig.parameters if p != "self"}
+    for p in sig.parameters.values():
+        if p.name != "self":
+            assert p.default is not inspect.Parameter.empty, f"{name}.{p.name} has no default"
+            assert params[p.name] == p.default
+    assert {"cutoff", "alpha"} <= set(params)
+    assert type(det).__name__ in repr(det)
+    with pytest.raises(TypeError):
+        type(det)(no_such_parameter=1)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("bad", [{"cutoff": -1.0}, {"cutoff": float("nan")}, {"alpha": 0.0}, {"alpha": 1.5}])
+def test_bad_common_parameters_rejected(name: str, bad: dict[str, Any], trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    det = get_detector(name, **{**_fast(name), **bad})
+    with pytest.raises(InvalidInputError, match="alpha|cutoff"):
+        det.scan(trojaned_model.model, _clean_data(digits), progress=False)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_scan_leaves_model_unchanged_and_is_reproducible(name: str, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    model = trojaned_model.model
+    model.train()  # a non-default state the scan must restore
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: m.training for n, m in model.named_modules()}
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        data = _clean_data(digits)
+        x_before = data.x.clone()
+        r1 = get_detector(name, **_fast(name)).scan(model, data, seed=3, progress=False)
+        r2 = get_detector(name, **_fast(name)).scan(model, data, seed=3, progress=False)
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), "weights changed"
+        assert flags == {n: m.training for n, m in model.named_modules()}, "training flags changed"
+        assert grads == {n: p.requires_grad for n, p in model.named_parameters()}, "requires_grad changed"
+        assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules()), "hooks left behind"
+        assert torch.equal(data.x, x_before), "the clean data was modified"
+        assert _comparable(r1) == _comparable(r2), "same seed gave a different report"
+        assert ScanReport.from_json(r1.to_json()) == r1
+        assert r1.method == name and len(r1.classes) == model.num_classes and r1.model_queries > 0
+    finally:
+        model.eval()
+        first.requires_grad_(True)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_trojaned_scores_above_clean_twin(name: str, trojaned_model, clean_model, digits) -> None:  # type: ignore[no-untyped-def]
+    data = _clean_data(digits)
+    rt = get_detector(name, **_fast(name)).scan(trojaned_model.model, data, seed=0, progress=False)
+    rc = get_detector(name, **_fast(name)).scan(clean_model.model, data, seed=0, progress=False)
+    assert rt.classes[5].anomaly_index > rc.anomaly_index
+    assert rt.classes[5].anomaly_index == max(c.anomaly_index for c in rt.classes)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_bad_data_rejected(name: str, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    det = get_detector(name, **_fast(name))
+    model = trojaned_model.model
+    wrong_shape = Dataset(torch.rand(10, 3, 28, 28), torch.zeros(10, dtype=torch.int64), [], "x")
+    with pytest.raises(InvalidInputError, match="model takes"):
+        det.scan(model, wrong_shape, progress=False)
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
+        det.scan(model, torch.rand(10, 1, 28, 28) * 255, progress=False)
+    with pytest.raises(InvalidInputError, match="label 12"):
+        det.scan(model, Dataset(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 12]), [], "x"), progress=False)
+    with pytest.raises(InvalidInputError, match="empty"):
+        det.scan(model, Dataset(torch.rand(0, 1, 28, 28), torch.zeros(0, dtype=torch.int64), [], "x"), progress=False)
+    with pytest.raises(InvalidInputError, match="Classifier"):
+        det.scan(model.module, None, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="seed"):
+        det.scan(model, None, seed=-1, progress=False)

@@ -1,0 +1,236 @@
+"""trojanscan.stats: hand-computed reference values and Hypothesis properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trojanscan import stats
+from trojanscan.errors import InvalidInputError
+
+C = 1.4826
+
+
+# ------------------------------------------------------------------------------------ reference values
+def test_median_odd_and_even_numpy_midpoint() -> None:
+    assert stats.median([3.0, 1.0, 2.0]) == 2.0
+    # even count: NumPy's midpoint (torch.median would say 2.0)
+    assert stats.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert stats.median([1.0, 2.0, 3.0, 4.0, 100.0]) == 3.0
+    assert stats.median(np.array([7.0])) == 7.0
+
+
+def test_mad_uses_consistency_constant() -> None:
+    assert stats.CONSISTENCY == 1.4826
+    # m = 3, |x - m| = [2, 1, 0, 1, 97] -> median 1
+    assert stats.mad([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(C * 1.0)
+    # m = 3 (midpoint), |x - m| = [2, 1, 1, 7] -> median 1.5
+    assert stats.mad([1.0, 2.0, 4.0, 10.0]) == pytest.approx(C * 1.5)
+    assert stats.mad([5.0, 5.0, 5.0]) == 0.0
+    # explicit centre
+    assert stats.mad([1.0, 2.0, 3.0], center=0.0) == pytest.approx(C * 2.0)
+
+
+def test_anomaly_indices_reference() -> None:
+    got = stats.anomaly_indices([1.0, 2.0, 3.0, 4.0, 100.0])
+    np.testing.assert_allclose(got, [2 / C, 1 / C, 0.0, -1 / C, -97 / C], rtol=1e-12)
+
+
+def test_anomaly_indices_ten_classes_even_count() -> None:
+    # Ten classes: median = (23 + 24) / 2 = 23.5; |x - m| sorted = .5 .5 1.5 1.5 2.5 2.5 3.5 3.5 4.5 13.5 -> 2.5.
+    # (torch's lower median 23 would give MAD = 1.4826 * 2 and an index of 13 / 2.9652 = 4.38 for label 0.)
+    values = [10.0, 20, 21, 22, 23, 24, 25, 26, 27, 28]
+    got = stats.anomaly_indices(values)
+    mad = C * 2.5
+    assert got[0] == pytest.approx(13.5 / mad)
+    assert got[0] == pytest.approx(3.64225, abs=1e-5)
+    np.testing.assert_allclose(got, [(23.5 - v) / mad for v in values], rtol=1e-12)
+
+
+def test_deviation_factors_use_left_subgroup_only() -> None:
+    values = [1.0, 8, 9, 10, 11, 20, 30, 40]
+    # median = 10.5; MAD over all: |x - m| sorted .5 .5 1.5 2.5 9.5 9.5 19.5 29.5 -> 6
+    ai = stats.anomaly_indices(values)
+    assert ai[0] == pytest.approx(9.5 / (C * 6.0))  # 1.068: below the cutoff
+    # left subgroup x <= 10.5: [1, 8, 9, 10] -> |x - m| = [9.5, 2.5, 1.5, 0.5] -> median 2
+    df = stats.deviation_factors(values)
+    mad_left = C * 2.0
+    np.testing.assert_allclose(df, [(10.5 - v) / mad_left for v in values], rtol=1e-12)
+    assert df[0] == pytest.approx(3.20383, abs=1e-5)  # above the cutoff: double MAD catches it
+    assert stats.decide(values, test="mad").suspects == []
+    assert stats.decide(values, test="dmad").suspects == [0]
+
+
+def test_cutoff_alpha_reference_and_round_trip() -> None:
+    assert stats.cutoff_from_alpha(0.05) == pytest.approx(1.959964, abs=1e-6)
+    assert stats.cutoff_from_alpha(0.01) == pytest.approx(2.575829, abs=1e-6)
+    assert stats.alpha_from_cutoff(2.0) == pytest.approx(0.0455003, abs=1e-7)
+    assert stats.alpha_from_cutoff(stats.cutoff_from_alpha(0.05)) == pytest.approx(0.05, rel=1e-12)
+    assert stats.cutoff_from_alpha(stats.alpha_from_cutoff(2.0)) == pytest.approx(2.0, rel=1e-12)
+
+
+def test_decide_reference() -> None:
+    d = stats.decide([10.0, 20, 21, 22, 23, 24, 25, 26, 27, 28])
+    assert d.suspects == [0]
+    assert d.verdict == "trojaned"
+    assert d.cutoff == 2.0
+    assert d.anomaly_index == pytest.approx(13.5 / (C * 2.5))
+    assert d.indices.shape == (10,)
+
+
+def test_decide_orders_suspects_most_anomalous_first() -> None:
+    # median 22.5, MAD = 1.4826 * 2.5; label 3 (value 1) -> 5.80, label 1 (value 5) -> 4.72
+    d = stats.decide([20.0, 5, 21, 1, 22, 23, 24, 25, 26, 27])
+    assert d.suspects == [3, 1]
+    assert d.indices[3] == pytest.approx(21.5 / (C * 2.5))
+    assert d.indices[1] == pytest.approx(17.5 / (C * 2.5))
+    assert d.anomaly_index == d.indices[3]
+
+
+def test_decide_ties_at_infinity_order_by_statistic() -> None:
+    # MAD = 0: both labels below the median are +inf; the smaller statistic is the more anomalous
+    d = stats.decide([10.0, 10, 10, 9, 10, 0, 10, 10])
+    assert d.indices[3] == math.inf and d.indices[5] == math.inf
+    assert d.suspects == [5, 3]
+    assert d.anomaly_index == math.inf
+
+
+def test_decide_never_flags_the_right_tail() -> None:
+    values = [20.0, 21, 22, 23, 24, 25, 26, 27, 28, 1e9]
+    for test in ("mad", "dmad"):
+        d = stats.decide(values, test=test)
+        assert d.suspects == []
+        assert d.verdict == "benign"
+        assert d.indices[9] < -1e6  # hugely anomalous, but on the wrong side
+        assert d.anomaly_index < d.cutoff
+
+
+def test_decide_respects_cutoff() -> None:
+    values = [10.0, 20, 21, 22, 23, 24, 25, 26, 27, 28]  # label 0 has index 3.64
+    assert stats.decide(values, cutoff=3.5).suspects == [0]
+    assert stats.decide(values, cutoff=3.7).suspects == []
+
+
+def test_constant_input_gives_zero_indices_and_no_suspects() -> None:
+    for test in ("mad", "dmad"):
+        d = stats.decide([3.0] * 7, test=test)
+        np.testing.assert_array_equal(d.indices, np.zeros(7))
+        assert d.suspects == [] and d.verdict == "benign" and d.anomaly_index == 0.0
+
+
+def test_zero_spread_ties_give_signed_infinity() -> None:
+    got = stats.anomaly_indices([1.0, 1, 1, 1, 2])
+    np.testing.assert_array_equal(got, [0.0, 0.0, 0.0, 0.0, -math.inf])
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "fn", [stats.median, stats.mad, stats.anomaly_indices, stats.deviation_factors, stats.decide]
+)
+@pytest.mark.parametrize("values", [[], [1.0, math.nan, 2.0], [1.0, math.inf], np.array([[math.nan]])])
+def test_bad_values_raise(fn: object, values: object) -> None:
+    with pytest.raises(InvalidInputError):
+        fn(values)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("alpha", [0, 0.0, 1, 1.0, 2, -0.1, math.nan, math.inf, "0.05", None])
+def test_bad_alpha_raises(alpha: object) -> None:
+    with pytest.raises(InvalidInputError, match="alpha"):
+        stats.cutoff_from_alpha(alpha)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cutoff", [0, 0.0, -1.0, math.inf, math.nan, "2"])
+def test_bad_cutoff_raises(cutoff: object) -> None:
+    with pytest.raises(InvalidInputError, match="cutoff"):
+        stats.alpha_from_cutoff(cutoff)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="cutoff"):
+        stats.decide([1.0, 2.0, 3.0], cutoff=cutoff)  # type: ignore[arg-type]
+
+
+def test_unknown_test_raises() -> None:
+    with pytest.raises(InvalidInputError, match="test"):
+        stats.decide([1.0, 2.0, 3.0], test="zscore")
+
+
+# ------------------------------------------------------------------------------------------ properties
+# Integer-valued floats keep every median, difference and shift exact, so the properties hold bit for bit.
+int_values = st.lists(st.integers(-1000, 1000).map(float), min_size=1, max_size=30)
+index_fns = [stats.anomaly_indices, stats.deviation_factors]
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=int_values, shift=st.integers(-10**6, 10**6))
+def test_shift_invariance(values: list[float], shift: int) -> None:
+    a = np.array(values)
+    for fn in index_fns:
+        np.testing.assert_allclose(fn(a + shift), fn(a), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=int_values, scale=st.floats(1e-3, 1e3))
+def test_positive_scale_invariance(values: list[float], scale: float) -> None:
+    a = np.array(values)
+    for fn in index_fns:
+        np.testing.assert_allclose(fn(a * scale), fn(a), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cluster=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=40),
+    centre=st.floats(-100.0, 100.0),
+    gap=st.floats(10.0, 1000.0),
+    position=st.integers(0, 40),
+)
+def test_single_planted_low_outlier_is_flagged_first(
+    cluster: list[float], centre: float, gap: float, position: int
+) -> None:
+    values = [centre + v for v in cluster]
+    outlier = centre - gap
+    pos = position % (len(values) + 1)
+    values.insert(pos, outlier)
+    for test in ("mad", "dmad"):
+        d = stats.decide(values, test=test)
+        assert d.suspects[0] == pos, (test, d.indices)
+        assert d.verdict == "trojaned"
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, 1.0, 2.0, 3.0]), min_size=1, max_size=20))
+def test_ties_never_give_nan(values: list[float]) -> None:
+    for fn in index_fns:
+        got = fn(values)
+        assert not np.any(np.isnan(got))
+    for test in ("mad", "dmad"):
+        d = stats.decide(values, test=test)
+        assert not math.isnan(d.anomaly_index)
+        assert all(d.indices[s] > d.cutoff for s in d.suspects)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.floats(-1e6, 1e6), n=st.integers(1, 30))
+def test_constant_input_never_flags(value: float, n: int) -> None:
+    for test in ("mad", "dmad"):
+        d = stats.decide([value] * n, test=test)
+        assert d.suspects == []
+        np.testing.assert_array_equal(d.indices, np.zeros(n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(alpha=st.floats(1e-12, 1 - 1e-9, exclude_min=False))
+def test_alpha_cutoff_round_trip(alpha: float) -> None:
+    c = stats.cutoff_from_alpha(alpha)
+    assert c > 0 and math.isfinite(c)
+    assert stats.alpha_from_cutoff(c) == pytest.approx(alpha, rel=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=30), cutoff=st.floats(0.1, 10.0))
+def test_suspects_are_exactly_the_labels_above_cutoff(values: list[float], cutoff: float) -> None:
+    d = stats.decide(values, cutoff=cutoff)
+    assert sorted(d.suspects) == [i for i, v in enumerate(d.indices) if v > cutoff]
+    ranked = [d.indices[s] for s in d.suspects]
+    assert ranked == sorted(ranked, reverse=True)
