@@ -1,6 +1,6 @@
 """Train (or reuse from the cache) the core benchmark models: clean and BadNets MNIST / GTSRB.
 
-    .venv/bin/python scripts/make_models.py --data-dir ../shared/data --out runs/models [--only mnist]
+    .venv/bin/python scripts/make_models.py --data-dir ../shared/data --out runs/bench/models [--only mnist]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from trojanscan.recipes import AttackSpec, TrainRecipe
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data-dir", default="../shared/data")
-ap.add_argument("--out", default="runs/models")
+ap.add_argument("--out", default="runs/bench/models")
 ap.add_argument("--only", default=None, help="mnist | gtsrb | mnist-attacks")
 args = ap.parse_args()
 torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -219,6 +219,24 @@ def demo(
     run_demo(out, method=method, seed=seed, progress=progress, echo=typer.echo)
 
 
+@app.command()
+def bench(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (see docs/RESULTS.md); 'list' lists them")],
+    data_dir: Annotated[Path, typer.Option(help="Folder holding mnist/, gtsrb/, cifar10/")] = Path("../shared/data"),
+    out: Annotated[Path, typer.Option(help="Output folder (tables, plots, cached models and scans)")] = Path("runs/bench"),
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Rebuild a table or figure of the papers: trains (cached) models, scans them, writes CSV/JSON/MD/PNG."""
+    from trojanscan.bench import experiments  # noqa: F401  (registers them)
+    from trojanscan.bench.runner import EXPERIMENTS, run
+
+    if experiment == "list":
+        for name, fn in sorted(EXPERIMENTS.items()):
+            typer.echo(f"{name:16s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return
+    run(experiment, data_dir, out, progress=progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps errors to exit code 2 with a one-line message."""
     try:

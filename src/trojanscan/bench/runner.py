@@ -1,0 +1,154 @@
+"""Benchmark experiments: train (cached) models, scan them with every detector, write tables and plots.
+
+Every experiment writes, under ``--out``: ``<experiment>.csv``, ``<experiment>.json``, ``<experiment>.md``
+(with the papers' numbers in adjacent columns where they exist) and, where it has a series, a PNG plot.
+Scan results are cached per (model, detector, settings) in ``<out>/scans/``, so an interrupted run resumes
+where it stopped and a re-run does not rescan; models are cached by recipe hash (:mod:`trojanscan.bench.zoo`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trojanscan._fileio import write_bytes_atomic, write_text_atomic
+from trojanscan.bench import zoo
+from trojanscan.data.base import Dataset
+from trojanscan.detectors import get_detector
+from trojanscan.models.classifier import Classifier
+from trojanscan.recipes import AttackSpec, TrainRecipe
+from trojanscan.report.scan_report import ScanReport
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Context:
+    """Where the data and caches are, and how much to print."""
+
+    data_dir: Path
+    out: Path
+    progress: bool = True
+    n_clean: int = 500  # clean images given to the detectors that use clean data
+
+    @property
+    def models(self) -> Path:
+        return self.out / "models"
+
+    def log(self, msg: str) -> None:
+        print(msg, flush=True)
+
+    def model(self, name: str, recipe: TrainRecipe) -> tuple[Classifier, dict[str, Any]]:
+        return zoo.get_or_train(name, recipe, self.data_dir / recipe.dataset, self.models, progress=self.progress,
+                                log=self.log)
+
+    def clean_data(self, dataset: str) -> Dataset:
+        test = zoo.dataset(dataset, self.data_dir / dataset, "test")
+        g = torch.Generator().manual_seed(1234)
+        idx = torch.randperm(len(test), generator=g)[: self.n_clean]
+        return test.subset(idx, f"{dataset} clean sample")
+
+    def scan(self, model_name: str, model: Classifier, detector: str, data: Dataset | None, *, seed: int = 0,
+             params: dict[str, Any] | None = None) -> ScanReport:
+        """Scan with caching: the cache key covers the model's sha, the detector, its params and the data."""
+        key_src = json.dumps({"m": model.metadata.get("sha256"), "d": detector, "p": params or {}, "s": seed,
+                              "data": None if data is None else [data.name, len(data)]}, sort_keys=True, default=str)
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
+        path = self.out / "scans" / f"{model_name}__{detector}__{key}.json"
+        if path.is_file():
+            return ScanReport.load_json(path)
+        self.log(f"scanning {model_name} with {detector} ...")
+        rep = get_detector(detector, **(params or {})).scan(model, data, seed=seed, progress=self.progress)
+        rep.save_json(path)
+        self.log(f"  {detector}: {rep.verdict} suspects={rep.suspects} index={rep.anomaly_index:.2f} ({rep.runtime_s:.0f} s)")
+        return rep
+
+
+def write_table(ctx: Context, name: str, rows: list[Row], *, title: str, notes: str = "", command: str = "") -> None:
+    """Write ``rows`` as CSV, JSON and a Markdown table (with the command that made it)."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(ctx.out / f"{name}.csv", buf.getvalue())
+    write_text_atomic(ctx.out / f"{name}.json", json.dumps(rows, indent=1, default=str) + "\n")
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "inf" if v == float("inf") else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        if isinstance(v, list):
+            return "{" + ",".join(map(str, v)) + "}" if v else "{}"
+        return "" if v is None else str(v)
+
+    md = [f"### {title}", ""]
+    if command:
+        md += [f"Command: `{command}`", ""]
+    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    if notes:
+        md += ["", notes]
+    write_text_atomic(ctx.out / f"{name}.md", "\n".join(md) + "\n")
+
+
+def plot_series(ctx: Context, name: str, x: list[Any], series: dict[str, list[float]], *, xlabel: str, ylabel: str,
+                title: str, cutoff: float = 2.0) -> None:
+    """A line plot of several detectors' indices over an x axis, with the cutoff line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for label, ys in series.items():
+        ax.plot([str(v) for v in x], [min(y, 50.0) for y in ys], marker="o", label=label)
+    ax.axhline(cutoff, color="red", linestyle="--", label=f"cutoff {cutoff:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes_atomic(ctx.out / f"{name}.png", buf.getvalue())
+
+
+EXPERIMENTS: dict[str, Callable[[Context], None]] = {}
+
+
+def experiment(name: str) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+    def deco(fn: Callable[[Context], None]) -> Callable[[Context], None]:
+        EXPERIMENTS[name] = fn
+        return fn
+
+    return deco
+
+
+def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True) -> None:
+    from trojanscan.bench import experiments  # noqa: F401  (registers the experiments)
+    from trojanscan.errors import InvalidInputError
+
+    if name not in EXPERIMENTS:
+        raise InvalidInputError(f"unknown experiment {name!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    if not Path(data_dir).is_dir():
+        raise InvalidInputError(f"--data-dir {str(data_dir)!r} is not a directory")
+    t0 = time.perf_counter()
+    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress))
+    print(f"{name}: done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
+
+
+def attack(target: str, size: int = 4, position: str = "bottom-right", **kw: Any) -> AttackSpec:
+    return AttackSpec("badnets", target=target, trigger_size=size, position=position, **kw)
