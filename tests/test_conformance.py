@@ -18,9 +18,9 @@ from trojanscan.errors import InvalidInputError
 from trojanscan.report import ScanReport
 
 FAST: dict[str, dict[str, Any]] = {
-    "neural_cleanse": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 32},
+    "neural_cleanse": {"epochs": 16, "steps_per_epoch": 6, "patience": 2, "early_stop_patience": 4},
     "neuron_inspect": {"n_images": 20},
-    "deep_inspect": {"inversion_steps": 40, "generator_steps": 150},
+    "deep_inspect": {"inversion_steps": 60, "steps": 300},
 }
 
 DETECTORS = list_detectors()

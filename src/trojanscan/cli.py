@@ -220,6 +220,70 @@ def demo(
 
 
 @app.command()
+def patch(
+    model: Annotated[Path, typer.Argument(help="Model file to patch")],
+    out: Annotated[Path, typer.Option(help="Patched model path (.safetensors); also writes <stem>.patch.json")],
+    method: Annotated[str, typer.Option(help="deep_inspect (data-free) | neural_cleanse (unlearning)")] = "deep_inspect",
+    report: Annotated[Path | None, typer.Option(help="A scan report whose config and seed to reuse")] = None,
+    data: Annotated[str, typer.Option(help="Clean data (.npz or folder) for neural_cleanse and for measuring "
+                                           "clean accuracy; 'none' = data-free")] = "none",
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Patch a trojaned model: fine-tune on triggered inputs with their correct labels; print before/after."""
+    from trojanscan.mitigation.defenses import patch_deep_inspect, patch_neural_cleanse
+    from trojanscan.models import load_model, save_model
+    from trojanscan.report.scan_report import ScanReport
+
+    _check_out(out, (".safetensors",), "--out")
+    if method not in ("deep_inspect", "neural_cleanse"):
+        raise InvalidInputError(f"--method {method!r} cannot patch; use deep_inspect or neural_cleanse")
+    if epochs < 1:
+        raise InvalidInputError(f"--epochs must be >= 1; got {epochs}")
+    params: dict[str, Any] = {}
+    if report is not None:
+        rep = ScanReport.load_json(report)
+        sub = rep.reports.get(method, rep if rep.method == method else None)
+        if sub is None:
+            raise InvalidInputError(f"report {str(report)!r} has no {method} scan; scan with --method {method} or all")
+        if not sub.trojaned:
+            raise InvalidInputError(f"report {str(report)!r} says benign ({method}): nothing to patch")
+        from trojanscan.detectors import detector_class
+
+        accepted = set(detector_class(method)().get_params())
+        params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.config.items() if k in accepted}
+        seed = sub.seed
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle)
+    clean = None
+    if data.lower() != "none":
+        from trojanscan.data.registry import load_clean_data
+
+        clean = load_clean_data(data)
+    log = lambda s: typer.echo(s, err=True)  # noqa: E731
+    if method == "deep_inspect":
+        res = patch_deep_inspect(clf, params=params, seed=seed, epochs=epochs, eval_data=clean, progress=progress,
+                                 log=log)
+    else:
+        res = patch_neural_cleanse(clf, clean, params=params, seed=seed, epochs=epochs, eval_data=clean,
+                                   progress=progress, log=log)
+    prov = {**clf.metadata.get("provenance", {}), "patched": {"from_sha256": clf.metadata.get("sha256"),
+                                                              **res.summary()}}
+    res.patch.model.metadata = {**clf.metadata, "provenance": prov}
+    save_model(out, res.patch.model, provenance=prov)
+    from trojanscan._fileio import write_text_atomic
+
+    write_text_atomic(out.with_suffix(".patch.json"), json.dumps(res.summary(), indent=1) + "\n")
+    b, a = res.before, res.after
+    typer.echo(f"before: {b.verdict} suspects {b.suspects} index {b.anomaly_index:.2f}")
+    typer.echo(f"after:  {a.verdict} suspects {a.suspects} index {a.anomaly_index:.2f}")
+    for k, v in res.metrics.items():
+        typer.echo(f"  {k}: {v:.4f}")
+    typer.echo(f"patched model: {out}")
+
+
+@app.command()
 def bench(
     experiment: Annotated[str, typer.Argument(help="Experiment name (see docs/RESULTS.md); 'list' lists them")],
     data_dir: Annotated[Path, typer.Option(help="Folder holding mnist/, gtsrb/, cifar10/")] = Path("../shared/data"),
