@@ -37,10 +37,10 @@ def _core(ctx: Context, dataset: str, target: str, paper_df: float) -> None:
     }
     rows: list[Row] = []
     for name, recipe in models.items():
-        rows.append(_scan_row(ctx, name, recipe, "deep_inspect", data_free=True))
+        rows.append(_scan_row(ctx, name, recipe, "neuron_inspect", data_free=False))
         rows.append(_scan_row(ctx, name, recipe, "neural_cleanse", data_free=False))
         rows.append(_scan_row(ctx, name, recipe, "neural_cleanse", data_free=True))
-        rows.append(_scan_row(ctx, name, recipe, "neuron_inspect", data_free=False))
+        rows.append(_scan_row(ctx, name, recipe, "deep_inspect", data_free=True))
     for r in rows:
         if r["detector"] == "deep_inspect" and "badnets" in r["model"]:
             r["paper_deepinspect_df"] = paper_df

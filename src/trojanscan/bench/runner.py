@@ -60,7 +60,8 @@ class Context:
     def scan(self, model_name: str, model: Classifier, detector: str, data: Dataset | None, *, seed: int = 0,
              params: dict[str, Any] | None = None) -> ScanReport:
         """Scan with caching: the cache key covers the model's sha, the detector, its params and the data."""
-        key_src = json.dumps({"m": model.metadata.get("sha256"), "d": detector, "p": params or {}, "s": seed,
+        full = get_detector(detector, **(params or {})).get_params()  # defaults too: a changed default rescans
+        key_src = json.dumps({"m": model.metadata.get("sha256"), "d": detector, "p": full, "s": seed,
                               "data": None if data is None else [data.name, len(data)]}, sort_keys=True, default=str)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
         path = self.out / "scans" / f"{model_name}__{detector}__{key}.json"
