@@ -289,6 +289,7 @@ def bench(
     data_dir: Annotated[Path, typer.Option(help="Folder holding mnist/, gtsrb/, cifar10/")] = Path("../shared/data"),
     out: Annotated[Path, typer.Option(help="Output folder (tables, plots, cached models and scans)")] = Path("runs/bench"),
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+    full: Annotated[bool, typer.Option(help="Also run the optional extra scans (slower)")] = True,
 ) -> None:
     """Rebuild a table or figure of the papers: trains (cached) models, scans them, writes CSV/JSON/MD/PNG."""
     from trojanscan.bench import experiments  # noqa: F401  (registers them)
@@ -298,7 +299,7 @@ def bench(
         for name, fn in sorted(EXPERIMENTS.items()):
             typer.echo(f"{name:16s} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return
-    run(experiment, data_dir, out, progress=progress)
+    run(experiment, data_dir, out, progress=progress, full=full)
 
 
 def main(argv: list[str] | None = None) -> int:

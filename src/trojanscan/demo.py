@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trojanscan._fileio import write_text_atomic
+from trojanscan._fileio import sha256_file, write_text_atomic
 from trojanscan.data.synthetic import synthetic_digits, train_test_split
 from trojanscan.models.io import save_model
 from trojanscan.recipes import AttackSpec, TrainRecipe, build_model
@@ -44,7 +44,7 @@ def run_demo(out: Path, *, method: str = "all", seed: int = 0, progress: bool = 
         path = save_model(out / f"{name}.safetensors", built.model, provenance=built.provenance())
         write_text_atomic(out / f"{name}.truth.json", json.dumps(built.truth(), indent=1) + "\n")
         clean = test_data.subset(__import__("torch").arange(min(500, len(test_data))), "demo clean data")
-        built.model.metadata["path"] = str(path)
+        built.model.metadata.update(path=str(path), sha256=sha256_file(path))
         outcome = scan_model(built.model, clean, method=method, seed=seed, progress=progress,
                              artifact_dir=out / f"{name}_report_files")
         rep = outcome.report

@@ -39,7 +39,8 @@ def _core(ctx: Context, dataset: str, target: str, paper_df: float) -> None:
     for name, recipe in models.items():
         rows.append(_scan_row(ctx, name, recipe, "neuron_inspect", data_free=False))
         rows.append(_scan_row(ctx, name, recipe, "neural_cleanse", data_free=False))
-        rows.append(_scan_row(ctx, name, recipe, "neural_cleanse", data_free=True))
+        if ctx.full:  # Neural Cleanse on model-inverted data too (as DeepInspect's paper ran it)
+            rows.append(_scan_row(ctx, name, recipe, "neural_cleanse", data_free=True))
         rows.append(_scan_row(ctx, name, recipe, "deep_inspect", data_free=True))
     for r in rows:
         if r["detector"] == "deep_inspect" and "badnets" in r["model"]:

@@ -39,6 +39,7 @@ class Context:
     out: Path
     progress: bool = True
     n_clean: int = 500  # clean images given to the detectors that use clean data
+    full: bool = True  # False: skip the optional extra scans (e.g. Neural Cleanse on inverted data)
 
     @property
     def models(self) -> Path:
@@ -138,7 +139,7 @@ def experiment(name: str) -> Callable[[Callable[[Context], None]], Callable[[Con
     return deco
 
 
-def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True) -> None:
+def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True, full: bool = True) -> None:
     from trojanscan.bench import experiments  # noqa: F401  (registers the experiments)
     from trojanscan.errors import InvalidInputError
 
@@ -147,7 +148,7 @@ def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = Tr
     if not Path(data_dir).is_dir():
         raise InvalidInputError(f"--data-dir {str(data_dir)!r} is not a directory")
     t0 = time.perf_counter()
-    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress))
+    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full))
     print(f"{name}: done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
 
 
