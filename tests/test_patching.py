@@ -1,0 +1,42 @@
+"""Patching: fine-tuning with triggered inputs that keep their labels removes the backdoor, keeps accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trojanscan.attacks import trojan_activation_rate
+from trojanscan.errors import InvalidInputError
+from trojanscan.mitigation import additive_stamper, finetune_with_triggers, mask_stamper
+from trojanscan.training import accuracy
+
+
+def test_finetune_with_the_trigger_removes_the_backdoor(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    tr, te = digits
+    atk = trojaned_model.attack
+    model = trojaned_model.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stamper = mask_stamper(atk.trigger.mask[None], atk.trigger.pattern[None], [0])
+    data = tr.subset(torch.arange(800), "patch data")
+    res = finetune_with_triggers(model, data, stamper, stamp_fraction=0.2, epochs=3, lrs=(1e-3, 3e-3), seed=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "input model modified"
+    assert set(res.candidates) == {1e-3, 3e-3} and res.lr in res.candidates
+    tar_before = trojan_activation_rate(model, te, atk.trigger, atk.labels)
+    tar_after = trojan_activation_rate(res.model, te, atk.trigger, atk.labels)
+    assert tar_before > 0.95 and tar_after < 0.2
+    assert accuracy(res.model, te) > accuracy(model, te) - 0.05
+
+
+def test_stampers_and_bad_parameters(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    x = torch.zeros(4, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    add = additive_stamper(lambda t, gen: torch.full((t.shape[0], 1, 28, 28), 0.5), [3])
+    assert torch.all(add(x, g) == 0.5)
+    with pytest.raises(InvalidInputError, match="nothing"):
+        additive_stamper(lambda t, gen: t, [])
+    data = digits[0].subset(torch.arange(50), "d")
+    st = mask_stamper(torch.ones(1, 28, 28), torch.ones(1, 1, 28, 28), [0])
+    for kw, msg in (({"stamp_fraction": 0.0}, "stamp_fraction"), ({"holdout_fraction": 1.0}, "holdout"),
+                    ({"lrs": (-1.0,)}, "lrs")):
+        with pytest.raises(InvalidInputError, match=msg):
+            finetune_with_triggers(trojaned_model.model, data, st, **kw)  # type: ignore[arg-type]
