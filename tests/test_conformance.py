@@ -20,7 +20,7 @@ from trojanscan.report import ScanReport
 FAST: dict[str, dict[str, Any]] = {
     "neural_cleanse": {"epochs": 16, "steps_per_epoch": 6, "patience": 2, "early_stop_patience": 4},
     "neuron_inspect": {"n_images": 20},
-    "deep_inspect": {"inversion_steps": 60, "steps": 300},
+    "deep_inspect": {"inversion_steps": 20, "steps": 60, "n_samples": 4, "n_attack": 10},
 }
 
 DETECTORS = list_detectors()
@@ -98,7 +98,8 @@ def test_scan_leaves_model_unchanged_and_is_reproducible(name: str, trojaned_mod
         first.requires_grad_(True)
 
 
-@pytest.mark.parametrize("name", DETECTORS)
+# DeepInspect's margin needs its default step counts (minutes on 2 cores): tests/test_deep_inspect.py checks it.
+@pytest.mark.parametrize("name", [d for d in DETECTORS if d != "deep_inspect"])
 def test_trojaned_scores_above_clean_twin(name: str, trojaned_model, clean_model, digits) -> None:  # type: ignore[no-untyped-def]
     data = _clean_data(digits)
     rt = get_detector(name, **_fast(name)).scan(trojaned_model.model, data, seed=0, progress=False)

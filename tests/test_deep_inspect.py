@@ -1,0 +1,243 @@
+"""DeepInspect: data-free detection (model inversion + conditional generator + double MAD), its generator and hinge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trojanscan.data.base import Dataset
+from trojanscan.detectors import get_detector, list_detectors
+from trojanscan.detectors.deep_inspect import AUTOENCODER_ABOVE, DeepInspect, perturbation_statistic, uses_autoencoder
+from trojanscan.errors import InvalidInputError
+from trojanscan.generator import (
+    AutoEncoder,
+    TriggerGenerator,
+    l1_norm,
+    sample_pairs,
+    soft_hinge,
+    train_trigger_generator,
+    trigger_statistics,
+)
+from trojanscan.recipes import BuiltModel
+from trojanscan.report.scan_report import ScanReport
+
+#: The margin test runs the defaults: fewer steps (200 inversion steps, or 600 generator steps, or batches of
+#: 32) separate the tiny fixture model's target less reliably (measured: df 1.5-2.4 instead of 2.2-2.8).
+FAST: dict[str, int] = {}
+TINY = {"n_per_class": 1, "inversion_steps": 5, "steps": 10, "n_samples": 2, "n_attack": 4, "hidden": 32, "z_dim": 8,
+        "embed_dim": 4}
+
+
+@pytest.fixture(scope="module")
+def trojaned_report(trojaned_model: BuiltModel) -> ScanReport:
+    return DeepInspect(**FAST).scan(trojaned_model.model, None, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def clean_report(clean_model: BuiltModel) -> ScanReport:
+    return DeepInspect(**FAST).scan(clean_model.model, None, seed=0, progress=False)
+
+
+# ----------------------------------------------------------------------------------------- margin test
+def test_margin_trojaned_flagged_clean_not(trojaned_report: ScanReport, clean_report: ScanReport) -> None:
+    """No clean data: the trojaned fixture (BadNets 4x4 -> 5) is flagged {5} with df > 2; the clean one is not."""
+    assert trojaned_report.data.source == "model_inversion"
+    assert trojaned_report.suspects == [5]
+    assert trojaned_report.verdict == "trojaned"
+    assert trojaned_report.anomaly_index > 2.0
+    assert clean_report.verdict == "benign"
+    assert clean_report.anomaly_index < trojaned_report.anomaly_index
+    # the statistic is the perturbation level: the target's triggers are the smallest
+    stats = [c.statistic for c in trojaned_report.classes]
+    assert int(np.argmin(stats)) == 5
+    assert trojaned_report.config["test"] == "dmad"
+
+
+def test_report_extras_and_artifacts(trojaned_model: BuiltModel, trojaned_report: ScanReport) -> None:
+    classes = trojaned_report.classes
+    asr = [c.extra["attack_success"] for c in classes]
+    assert all(0.0 <= a <= 1.0 for a in asr)
+    assert float(np.mean(asr)) >= 0.85  # the γ2 schedule keeps G's triggers near the 95 % target
+    assert all(c.extra["hinge"] <= c.extra["l1"] + 1e-6 for c in classes)
+    assert any("images/s" in n for n in trojaned_report.notes)  # model-inversion throughput
+    det = DeepInspect(**TINY)
+    det.scan(trojaned_model.model, None, seed=0, progress=False)
+    a = det.artifacts_
+    assert a["triggers"].shape == (10, 1, 28, 28)
+    assert a["inverted"].shape == (10, 1, 28, 28)  # n_per_class = 1
+    assert a["inverted_labels"].shape == (10,)
+    assert float(a["inverted"].min()) >= 0.0 and float(a["inverted"].max()) <= 1.0
+
+
+def test_same_seed_same_statistics(trojaned_model: BuiltModel) -> None:
+    det = DeepInspect(**TINY)
+    r1 = det.scan(trojaned_model.model, None, seed=3, progress=False)
+    r2 = det.scan(trojaned_model.model, None, seed=3, progress=False)
+    assert [c.statistic for c in r1.classes] == [c.statistic for c in r2.classes]
+    assert [c.extra for c in r1.classes] == [c.extra for c in r2.classes]
+    assert r1.model_queries == r2.model_queries > 0
+
+
+def test_clean_data_path(trojaned_model: BuiltModel, digits: tuple[Dataset, Dataset]) -> None:
+    det = DeepInspect(**TINY)
+    rep = det.scan(trojaned_model.model, digits[1].subset(torch.arange(40)), seed=0, progress=False)
+    assert rep.data.source == "clean_data" and rep.data.n_images == 40
+    assert "inverted" not in det.artifacts_ and det.artifacts_["triggers"].shape == (10, 1, 28, 28)
+
+
+def test_registry() -> None:
+    assert "deep_inspect" in list_detectors()
+    det = get_detector("deep_inspect", cutoff=3.0)
+    assert isinstance(det, DeepInspect) and det.cutoff == 3.0
+    assert DeepInspect.test == "dmad"
+
+
+# ----------------------------------------------------------------------------------------- generator
+def test_generator_shape_range_and_conditioning() -> None:
+    torch.manual_seed(0)
+    gen = TriggerGenerator((3, 12, 10), 4, z_dim=6, embed_dim=3, hidden=16)
+    with torch.no_grad():
+        gen.body[-1].weight.mul_(30.0)  # undo the small initialisation to see the conditioning clearly
+    z = torch.randn(5, 6)
+    with torch.no_grad():
+        out = gen(z, torch.tensor([0, 1, 2, 3, 0]))
+    assert out.shape == (5, 3, 12, 10)
+    assert float(out.abs().max()) <= 1.0  # tanh: a perturbation in [-1, 1]
+    same_z = z[:1].expand(4, 6)
+    per_class = gen(same_z, torch.arange(4))
+    assert not torch.allclose(per_class[0], per_class[1])  # the class embedding conditions G
+    s = gen.sample(torch.tensor([2, 3]), 3, torch.Generator().manual_seed(0))
+    assert s.shape == (6, 3, 12, 10)
+    assert gen.sample(1, 2).shape == (2, 3, 12, 10)
+    with pytest.raises(InvalidInputError, match="t must hold labels"):
+        gen(torch.randn(1, 6), torch.tensor([4]))
+    with pytest.raises(InvalidInputError, match="z must have shape"):
+        gen(torch.randn(2, 5), torch.tensor([0, 1]))
+
+
+def test_generator_latent_mode_zero_code_is_zero_trigger() -> None:
+    torch.manual_seed(0)
+    ae = AutoEncoder((3, 20, 20), latent_dim=8, width=4)
+    assert ae(torch.rand(2, 3, 20, 20)).shape == (2, 3, 20, 20)
+    gen = TriggerGenerator((3, 20, 20), 5, z_dim=4, embed_dim=2, hidden=16, autoencoder=ae)
+    assert gen.latent
+    assert gen(torch.randn(3, 4), torch.tensor([0, 1, 4])).shape == (3, 3, 20, 20)
+    assert gen.decoder is not None
+    assert torch.allclose(gen.decoder(torch.zeros(2, 8)), torch.zeros(2, 3, 20, 20), atol=1e-6)
+    assert not any(p.requires_grad for p in gen.decoder.parameters())
+
+
+def test_soft_hinge_hand_computed() -> None:
+    delta = torch.zeros(3, 1, 2, 2)
+    delta[0, 0, 0, 0] = 0.5  # L1 0.5
+    delta[1] = torch.tensor([[[1.0, -1.0], [0.5, -0.5]]])  # L1 3
+    delta[2] = -0.25  # L1 1
+    assert l1_norm(delta).tolist() == [0.5, 3.0, 1.0]
+    assert soft_hinge(delta, 1.0).tolist() == [0.0, 2.0, 0.0]
+    assert soft_hinge(delta, 0.0).tolist() == [0.5, 3.0, 1.0]
+
+
+def test_perturbation_statistic_falls_back_to_l1_when_hinge_is_degenerate() -> None:
+    l1 = np.array([5.0, 9.0, 10.0, 11.0, 12.0])
+    values, which = perturbation_statistic(np.zeros(5), l1)  # every class under the threshold
+    assert which == "l1" and values.tolist() == l1.tolist()
+    values, which = perturbation_statistic(np.array([0.0, 0.0, 0.0, 1.0, 2.0]), l1)  # half of them clipped
+    assert which == "l1"
+    hinge = l1 - 4.0
+    values, which = perturbation_statistic(hinge, l1)
+    assert which == "hinge" and values.tolist() == hinge.tolist()
+
+
+def test_sample_pairs_targets_other_classes() -> None:
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    idx, t = sample_pairs(labels, 3, 500, torch.Generator().manual_seed(0))
+    assert bool((labels[idx] != t).all())
+    assert set(t.tolist()) == {0, 1, 2}
+
+
+def test_train_trigger_generator_runs_and_measures(trojaned_model: BuiltModel, digits: tuple[Dataset, Dataset]) -> None:
+    model = trojaned_model.model
+    data = digits[1].subset(torch.arange(30))
+    data = Dataset(data.x, model.predict(data.x), data.class_names, "clean")
+    gen = train_trigger_generator(model, data, steps=15, batch_size=16, hidden=32, z_dim=8, embed_dim=4, seed=0)
+    assert not gen.training and not any(p.requires_grad for p in gen.parameters())
+    assert len(gen.log_.steps) > 0 and gen.log_.queries == 15 * 16
+    st = trigger_statistics(model, gen, data, thres=2.0, n_samples=3, n_attack=5, seed=0)
+    assert st.l1.shape == st.hinge.shape == st.attack_success.shape == (10,)
+    assert st.triggers.shape == (10, 1, 28, 28)
+    assert torch.allclose(st.hinge, (st.l1 - 2.0).clamp_min(0), atol=1e-4) or bool((st.hinge <= st.l1).all())
+    with pytest.raises(InvalidInputError, match="steps"):
+        train_trigger_generator(model, data, steps=0)
+
+
+def test_autoencoder_path_runs(trojaned_model: BuiltModel) -> None:
+    det = DeepInspect(**{**TINY, "steps": 3}, use_autoencoder=True, latent_dim=8, ae_steps=2)
+    rep = det.scan(trojaned_model.model, None, seed=0, progress=False)
+    assert len(rep.classes) == 10
+    assert any("auto-encoder" in n for n in rep.notes)
+    assert det.artifacts_["triggers"].shape == (10, 1, 28, 28)
+
+
+def test_autoencoder_is_automatic_above_the_documented_size() -> None:
+    assert AUTOENCODER_ABOVE == 3 * 64 * 64
+    assert not uses_autoencoder(None, (1, 28, 28)) and not uses_autoencoder(None, (3, 64, 64))
+    assert uses_autoencoder(None, (3, 224, 224)) and uses_autoencoder(None, (3, 65, 64))
+    assert uses_autoencoder(True, (1, 28, 28)) and not uses_autoencoder(False, (3, 224, 224))
+
+
+def test_train_trigger_generator_latent_mode(trojaned_model: BuiltModel, digits: tuple[Dataset, Dataset]) -> None:
+    model = trojaned_model.model
+    data = digits[1].subset(torch.arange(20))
+    gen = train_trigger_generator(model, data, steps=4, batch_size=8, hidden=16, z_dim=4, embed_dim=2,
+                                  use_autoencoder=True, latent_dim=6, ae_steps=3, ae_width=4, seed=0)
+    assert gen.latent and gen.log_.autoencoder_mse is not None
+    assert gen.sample(torch.tensor([1, 5]), 2).shape == (4, 1, 28, 28)
+
+
+def test_inversion_jitter_prior(trojaned_model: BuiltModel) -> None:
+    from trojanscan.inversion import invert
+
+    model = trojaned_model.model
+    a = invert(model, n_per_class=1, steps=4, jitter=2, seed=1)
+    b = invert(model, n_per_class=1, steps=4, jitter=2, seed=1)
+    c = invert(model, n_per_class=1, steps=4, jitter=0, seed=1)
+    assert a.data.x.shape == (10, 1, 28, 28) and a.images_per_second > 0
+    assert torch.equal(a.data.x, b.data.x) and not torch.equal(a.data.x, c.data.x)
+    with pytest.raises(InvalidInputError, match="jitter"):
+        invert(model, n_per_class=1, steps=1, jitter=-1)
+
+
+# ----------------------------------------------------------------------------------------- bad hyperparameters
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("n_per_class", 0),
+        ("steps", 0),
+        ("steps", 2.5),
+        ("batch_size", True),
+        ("lr", 0.0),
+        ("inversion_lr", -1.0),
+        ("inversion_jitter", -1),
+        ("gamma1", -0.1),
+        ("gamma2", float("nan")),
+        ("thres_ratio", 1.5),
+        ("asr_target", 1.0),
+        ("use_autoencoder", "yes"),
+        ("latent_dim", 0),
+        ("n_samples", 0),
+        ("cutoff", 0.0),
+        ("alpha", 2.0),
+    ],
+)
+def test_bad_hyperparameters(trojaned_model: BuiltModel, param: str, value: object) -> None:
+    det = DeepInspect(**{param: value})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=param):
+        det.scan(trojaned_model.model, None, seed=0, progress=False)
+
+
+def test_gamma2_must_be_positive_when_adapted(trojaned_model: BuiltModel) -> None:
+    with pytest.raises(InvalidInputError, match="gamma2"):
+        DeepInspect(gamma2=0.0).scan(trojaned_model.model, None, progress=False)
+    # with a fixed γ2 (asr_target None) zero is allowed: no perturbation penalty at all
+    DeepInspect(**TINY, gamma2=0.0, asr_target=None).scan(trojaned_model.model, None, progress=False)
