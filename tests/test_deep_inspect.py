@@ -60,7 +60,7 @@ def test_report_extras_and_artifacts(trojaned_model: BuiltModel, trojaned_report
     assert all(0.0 <= a <= 1.0 for a in asr)
     assert float(np.mean(asr)) >= 0.85  # the γ2 schedule keeps G's triggers near the 95 % target
     assert all(c.extra["hinge"] <= c.extra["l1"] + 1e-6 for c in classes)
-    assert any("images/s" in n for n in trojaned_report.notes)  # model-inversion throughput
+    assert any("model inversion" in n for n in trojaned_report.notes)  # throughput: detector.inversion_images_per_second_
     det = DeepInspect(**TINY)
     det.scan(trojaned_model.model, None, seed=0, progress=False)
     a = det.artifacts_
