@@ -40,6 +40,7 @@ def clean_report(clean_model: BuiltModel) -> ScanReport:
 
 
 # ----------------------------------------------------------------------------------------- margin test
+@pytest.mark.slow
 def test_margin_trojaned_flagged_clean_not(trojaned_report: ScanReport, clean_report: ScanReport) -> None:
     """No clean data: the trojaned fixture (BadNets 4x4 -> 5) is flagged {5} with df > 2; the clean one is not."""
     assert trojaned_report.data.source == "model_inversion"
@@ -54,6 +55,7 @@ def test_margin_trojaned_flagged_clean_not(trojaned_report: ScanReport, clean_re
     assert trojaned_report.config["test"] == "dmad"
 
 
+@pytest.mark.slow
 def test_report_extras_and_artifacts(trojaned_model: BuiltModel, trojaned_report: ScanReport) -> None:
     classes = trojaned_report.classes
     asr = [c.extra["attack_success"] for c in classes]

@@ -86,7 +86,8 @@ class DeepInspect(Detector):
     Hyperparameters (paper values in docs/methods/deep_inspect.md):
 
     - model inversion (Eq. 1): ``n_per_class`` images per class, ``inversion_steps`` Adam steps at
-      ``inversion_lr``, image priors ``tv_weight`` (total variation) and ``l2_weight`` (pull to grey).
+      ``inversion_lr``, image priors ``tv_weight`` (total variation), ``l2_weight`` (pull to grey) and
+      ``inversion_jitter`` (random-shift prior, off by default).
     - generator (Eqs. 3–6): ``steps`` Adam steps of ``batch_size`` (image, noise, target) triples at ``lr``;
       ``gamma1`` (L_GAN), ``gamma2`` (initial L_pert weight), ``thres_ratio`` (hinge threshold as a
       fraction of the number of input values C·H·W), ``asr_target`` (γ2 is adapted so that the running
