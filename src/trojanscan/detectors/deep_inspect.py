@@ -196,6 +196,7 @@ class DeepInspect(Detector):
                 f"{float(inv.confidence.mean()):.3f}"
             )
         else:
+            self.inversion_images_per_second_ = float("nan")  # no inversion in this scan
             x = data.x
             if x.shape[0] > MAX_CLEAN_IMAGES:
                 g = torch.Generator().manual_seed(seed)
