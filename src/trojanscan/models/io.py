@@ -226,10 +226,13 @@ def load_model(
                 "Convert it where you trust it (load it, then trojanscan.models.save_model or "
                 "torch.jit.save) or pass --allow-unsafe-pickle if you trust this file."
             )
-        try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=False)  # noqa: S614 (explicit opt-in)
-        except Exception as exc:
-            raise ModelLoadError(f"pickle {str(p)!r} cannot be loaded: {exc}") from exc
+        try:  # a state dict (tensors only) never needs code execution: try the restricted unpickler first
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception:
+            try:
+                obj = torch.load(str(p), map_location="cpu", weights_only=False)  # noqa: S614 (explicit opt-in)
+            except Exception as exc:
+                raise ModelLoadError(f"pickle {str(p)!r} cannot be loaded: {exc}") from exc
         if not isinstance(obj, nn.Module):
             raise ModelLoadError(
                 f"pickle {str(p)!r} holds a {type(obj).__name__}, not a module; a state dict needs its "
