@@ -20,7 +20,7 @@ from trojanscan.report import ScanReport
 FAST: dict[str, dict[str, Any]] = {
     "neural_cleanse": {"epochs": 16, "steps_per_epoch": 6, "patience": 2, "early_stop_patience": 4},
     "neuron_inspect": {"n_images": 20},
-    "deep_inspect": {"inversion_steps": 20, "steps": 60, "n_samples": 4, "n_attack": 10},
+    "deep_inspect": {"inversion_steps": 20, "steps": 60, "n_samples": 4, "n_attack": 10, "n_repeats": 1},
 }
 
 DETECTORS = list_detectors()

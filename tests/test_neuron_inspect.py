@@ -99,6 +99,7 @@ def test_balanced_indices() -> None:
         ({"threshold": -0.1}, "threshold"),
         ({"threshold": float("inf")}, "threshold"),
         ({"variant": "literal"}, "variant"),
+        ({"rule": "deconvnet"}, "rule"),
         ({"rectify": "yes"}, "rectify"),
         ({"normalize_features": 1}, "normalize_features"),
         ({"exclude_own_class": None}, "exclude_own_class"),

@@ -37,12 +37,16 @@ def img(a: float, b: float) -> torch.Tensor:
 
 
 # By hand: grad_c = W1^T (mask * g_c), with g_c = W2[c] (plain) or max(W2[c], 0) (rectified) and
-# mask = (W1 x > 0).  x = (1, 0.5): W1 x = (0.5, 2.5, 0.5), all units on.
+# mask = (W1 x > 0) for plain and guided; the positive rule drops the mask (grad_c = W1^T max(W2[c], 0)).
+# x = (1, 0.5): W1 x = (0.5, 2.5, 0.5), all units on.
 #   plain:     c0: (1,-2,1) W1 = (-4, 0)      c1: (-1,1,2) W1 = (-1, 8)
-#   rectified: c0: (1, 0,1) W1 = ( 0, 2)      c1: ( 0,1,2) W1 = ( 0, 7)
+#   guided:    c0: (1, 0,1) W1 = ( 0, 2)      c1: ( 0,1,2) W1 = ( 0, 7)
 # x = (0, 1): W1 x = (-1, 1, 3), unit 0 off.
 #   plain:     c0: (0,-2,1) W1 = (-5, 1)      c1: (0,1,2) W1 = (0, 7)
-#   rectified: c0: (0, 0,1) W1 = (-1, 3)      c1: (0,1,2) W1 = (0, 7)
+#   guided:    c0: (0, 0,1) W1 = (-1, 3)      c1: (0,1,2) W1 = (0, 7)
+# positive (any x: the unit that is off still passes its clipped gradient):
+#              c0: (1, 0,1) W1 = ( 0, 2)      c1: ( 0,1,2) W1 = ( 0, 7)
+POSITIVE = [[0.0, 2.0], [0.0, 7.0]]
 HAND = [
     ((1.0, 0.5), [[0.0, 2.0], [0.0, 7.0]], [[-4.0, 0.0], [-1.0, 8.0]]),
     ((0.0, 1.0), [[-1.0, 3.0], [0.0, 7.0]], [[-5.0, 1.0], [0.0, 7.0]]),
@@ -50,26 +54,42 @@ HAND = [
 
 
 @pytest.mark.parametrize("method", ["replicated", "batched"])
-@pytest.mark.parametrize(("x", "rectified", "plain"), HAND)
+@pytest.mark.parametrize(("x", "guided", "plain"), HAND)
 def test_toy_rectified_gradient_by_hand(
-    x: tuple[float, float], rectified: list[list[float]], plain: list[list[float]], method: str
+    x: tuple[float, float], guided: list[list[float]], plain: list[list[float]], method: str
 ) -> None:
-    g, info = class_gradients(toy(), img(*x), method=method)
+    g, info = class_gradients(toy(), img(*x), method=method)  # default rule: positive
     assert g.shape == (2, 1, 1, 1, 2)
-    assert torch.equal(g.view(2, 2), torch.tensor(rectified))
+    assert torch.equal(g.view(2, 2), torch.tensor(POSITIVE))
     assert info.hooked == {"Relu": 1} and info.calls == 1 and info.complete and info.method == method
+    assert info.rule == "positive" and "positive rule" in info.describe()
+    gg, infog = class_gradients(toy(), img(*x), method=method, rule="guided")
+    assert torch.equal(gg.view(2, 2), torch.tensor(guided))
+    assert infog.calls == 1 and infog.rule == "guided" and "guided" in infog.describe()
     g0, info0 = class_gradients(toy(), img(*x), rectify=False, method=method)
     assert torch.equal(g0.view(2, 2), torch.tensor(plain))
     assert not info0.active and info0.n_hooked == 0
 
 
+def test_positive_rule_reaches_units_that_did_not_fire() -> None:
+    # at x=(0,1) unit 0 is off: guided and plain saliency cannot see W1[0]; the positive rule does
+    off = class_gradients(toy(), img(0.0, 1.0), classes=[0])[0].view(2)
+    on = class_gradients(toy(), img(1.0, 0.5), classes=[0])[0].view(2)
+    assert torch.equal(off, on)
+    guided = class_gradients(toy(), img(0.0, 1.0), classes=[0], rule="guided")[0].view(2)
+    assert not torch.equal(off, guided)
+
+
 def test_rectification_is_in_the_backward_pass_not_a_clamp_of_the_map() -> None:
-    # the rectified gradient of class 0 at x=(0,1) has a negative entry (-1): clipping happens at the ReLU
-    g, _ = class_gradients(toy(), img(0.0, 1.0), classes=[0])
+    # the guided gradient of class 0 at x=(0,1) has a negative entry (-1): clipping happens at the ReLU
+    g, _ = class_gradients(toy(), img(0.0, 1.0), classes=[0], rule="guided")
     assert float(g.min()) == -1.0
-    maps, info = rectified_saliency(toy(), img(0.0, 1.0))
+    maps, info = rectified_saliency(toy(), img(0.0, 1.0), rule="guided")
     assert torch.equal(maps.view(2, 2), torch.tensor([[1.0, 3.0], [0.0, 7.0]]))  # |grad|, max over the one channel
     assert info.active
+    # the positive rule: class 1's clipped hidden gradient (0, 1, 2) through W1, whatever the input
+    gp, _ = class_gradients(toy(), img(0.0, 1.0), classes=[1])
+    assert torch.equal(gp.view(2), torch.tensor([0.0, 7.0]))
 
 
 def test_terminal_softmax_is_made_linear() -> None:
@@ -189,6 +209,8 @@ def test_jit_switch_is_restored_on_error() -> None:
 def test_bad_inputs_are_rejected() -> None:
     with pytest.raises(InvalidInputError, match="method"):
         class_gradients(toy(), img(1.0, 1.0), method="vmap")
+    with pytest.raises(InvalidInputError, match="rule"):
+        class_gradients(toy(), img(1.0, 1.0), rule="deconvnet")
     with pytest.raises(InvalidInputError, match="classes"):
         class_gradients(toy(), img(1.0, 1.0), classes=[2])
     with pytest.raises(InvalidInputError, match="image batch"):

@@ -8,14 +8,25 @@ The saliency of class ``y`` for image ``X`` is the gradient of the class output 
    ``softmax`` / ``log_softmax`` is made linear in the backward pass: a hook on that terminal node
    passes the gradient through unchanged, which is exactly the gradient of the logit.
 2. **Rectification**: "we clip negative gradients in the backprop phase, only propagate positive
-   gradient". At every ReLU-like activation the incoming gradient is clamped at 0 *before* the
-   activation's own backward (which then applies the forward mask): guided backpropagation
-   (Springenberg et al. 2014), applied during the backward pass, not to the final map.
+   gradient [...] To find the trigger location hidden in the weight of the neural network with a clean
+   image without trigger". Two rules are offered (``rule``):
+
+   - ``"positive"`` (default): the backward of every ReLU-like activation is *replaced* by
+     ``clamp(grad, min=0)``: only positive gradient propagates, whether or not the unit fired on this
+     image (the DeconvNet rule of Zeiler & Fergus 2014). Units that detect the trigger are silent on a
+     clean image, so only a rule that ignores the forward activation can reach the trigger "hidden in
+     the weights"; measured on MNIST BadNets it is the reading that finds the target
+     (docs/methods/neuron_inspect.md).
+   - ``"guided"``: the incoming gradient is clamped at 0 and the activation's own backward then applies
+     the forward mask: guided backpropagation (Springenberg et al. 2014).
+
+   Either way the clipping happens during the backward pass, not to the final map.
 
 How (DESIGN.md §5): one forward pass, then a walk of the autograd graph from ``output.grad_fn``;
 every node whose type is a ReLU-like backward (``ReluBackward0``, ``ThresholdBackward0``,
 ``HardtanhBackward0`` for ReLU6, ``LeakyReluBackward0/1``, ...; see :data:`RELU_LIKE`) gets a
-``Node.register_prehook`` that clamps its incoming gradient. This needs no module hooks, so it works
+``Node.register_prehook`` (``"guided"``) or ``Node.register_hook`` (``"positive"``) that clips the
+gradient. This needs no module hooks, so it works
 for any ``nn.Module`` and for TorchScript alike; for TorchScript the JIT's graph optimisation is
 switched off during the pass (it would fuse the graph into one opaque ``DifferentiableGraphBackward``
 node) and restored afterwards. Each hook counts its calls, so a caller can check that the
@@ -114,6 +125,7 @@ class Rectification:
     opaque: int = 0
     softmax_bypassed: bool = False
     method: str = "batched"
+    rule: str = "positive"
 
     @property
     def n_hooked(self) -> int:
@@ -150,7 +162,10 @@ class Rectification:
                 else "no ReLU-like activation was found in the autograd graph"
             )
             return f"rectification NOT applied ({why}): fell back to plain saliency of the logits"
-        text = f"rectified saliency: negative gradients clipped at {self.n_hooked} ReLU-like node(s) ({kinds})"
+        how = ("backward replaced by clamp(grad, 0), unmasked" if self.rule == "positive"
+               else "guided: clamp(grad, 0) then the forward mask")
+        text = (f"rectified saliency ({self.rule} rule, {how}): negative gradients clipped at {self.n_hooked} "
+                f"ReLU-like node(s) ({kinds})")
         if self.opaque:
             text += f"; partial: {self.opaque} opaque fused node(s) were not rectified"
         if self.softmax_bypassed:
@@ -178,6 +193,25 @@ def jit_optimization_disabled() -> Iterator[None]:
         set_(prev)
 
 
+#: The rectification rules (see the module docstring).
+RULES = ("positive", "guided")
+
+
+def _positive_hook(
+    counter: list[int],
+) -> Callable[[tuple[torch.Tensor | None, ...], tuple[torch.Tensor | None, ...]], tuple[torch.Tensor | None, ...]]:
+    def hook(
+        grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
+    ) -> tuple[torch.Tensor | None, ...]:
+        # the activation's backward is replaced: the input receives the clipped output gradient, unmasked
+        if not grad_inputs or grad_inputs[0] is None or grad_outputs[0] is None:
+            return grad_inputs
+        counter[0] += 1
+        return (grad_outputs[0].clamp(min=0),) + tuple(grad_inputs[1:])
+
+    return hook
+
+
 def _clamp_hook(counter: list[int]) -> Callable[[tuple[torch.Tensor | None, ...]], tuple[torch.Tensor | None, ...]]:
     def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor | None, ...]:
         counter[0] += 1
@@ -194,9 +228,9 @@ def _passthrough_hook(
 
 
 @contextlib.contextmanager
-def _hooked(output: torch.Tensor, rectify: bool, linear_output: bool) -> Iterator[Rectification]:
-    """Register the rectifying prehooks (and the softmax bypass) on ``output``'s graph; remove them on exit."""
-    info = Rectification(requested=rectify)
+def _hooked(output: torch.Tensor, rectify: bool, linear_output: bool, rule: str = "positive") -> Iterator[Rectification]:
+    """Register the rectifying hooks (and the softmax bypass) on ``output``'s graph; remove them on exit."""
+    info = Rectification(requested=rectify, rule=rule)
     counter = [0]
     handles: list[Any] = []
     try:
@@ -209,11 +243,12 @@ def _hooked(output: torch.Tensor, rectify: bool, linear_output: bool) -> Iterato
             handles.append(root.register_hook(_passthrough_hook))
             info.softmax_bypassed = True
         if rectify:
-            hook = _clamp_hook(counter)
+            pre = _clamp_hook(counter)
+            post = _positive_hook(counter)
             for n in nodes:
                 kind = node_kind(n)
                 if kind in RELU_LIKE:
-                    handles.append(n.register_prehook(hook))
+                    handles.append(n.register_hook(post) if rule == "positive" else n.register_prehook(pre))
                     info.hooked[kind] = info.hooked.get(kind, 0) + 1
         yield info
     finally:
@@ -230,6 +265,7 @@ def class_gradients(
     rectify: bool = True,
     linear_output: bool = True,
     method: str = "replicated",
+    rule: str = "positive",
 ) -> tuple[torch.Tensor, Rectification]:
     """Gradients ``d f_c(x_i) / d x_i`` of each class output for each image (NeuronInspect saliency).
 
@@ -251,6 +287,9 @@ def class_gradients(
         "replicated" (default: K-fold replicated images, one backward pass) or "batched" (one
         vectorised backward pass with ``is_grads_batched``; falls back to "replicated" if an
         operator does not support it). Both are exact.
+    rule:
+        "positive" (default: each ReLU-like backward replaced by ``clamp(grad, 0)``) or "guided"
+        (guided backpropagation); see the module docstring.
 
     Returns
     -------
@@ -258,16 +297,18 @@ def class_gradients(
     """
     if method not in ("batched", "replicated"):
         raise InvalidInputError(f"method must be 'replicated' or 'batched'; got {method!r}")
+    if rule not in RULES:
+        raise InvalidInputError(f"rule must be one of {', '.join(map(repr, RULES))}; got {rule!r}")
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise InvalidInputError(f"x must be a non-empty floating-point image batch (N, C, H, W); got {got}")
     with jit_optimization_disabled():
         if method == "batched":
             try:
-                return _batched(forward, x, classes, rectify, linear_output)
+                return _batched(forward, x, classes, rectify, linear_output, rule)
             except RuntimeError:  # an operator without a batching rule: the replicated pass is exact too
                 pass
-        return _replicated(forward, x, classes, rectify, linear_output)
+        return _replicated(forward, x, classes, rectify, linear_output, rule)
 
 
 def _class_index(classes: Sequence[int] | torch.Tensor | None, k: int) -> torch.Tensor:
@@ -283,6 +324,7 @@ def _batched(
     classes: Sequence[int] | torch.Tensor | None,
     rectify: bool,
     linear_output: bool,
+    rule: str = "positive",
 ) -> tuple[torch.Tensor, Rectification]:
     xi = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -292,7 +334,7 @@ def _batched(
         # one one-hot output gradient per requested class: (len(classes), N, K)
         onehot = torch.zeros(idx.numel(), *out.shape, dtype=out.dtype)
         onehot[torch.arange(idx.numel()), :, idx] = 1.0
-        with _hooked(out, rectify, linear_output) as info:
+        with _hooked(out, rectify, linear_output, rule) as info:
             (grads,) = torch.autograd.grad(out, xi, onehot, is_grads_batched=True)
     info.method = "batched"
     return grads.detach(), info
@@ -304,6 +346,7 @@ def _replicated(
     classes: Sequence[int] | torch.Tensor | None,
     rectify: bool,
     linear_output: bool,
+    rule: str = "positive",
 ) -> tuple[torch.Tensor, Rectification]:
     n = x.shape[0]
     k_attr = getattr(forward, "num_classes", None)
@@ -319,7 +362,7 @@ def _replicated(
         out = forward(xi)
         _check_output(out, m * n)
         sel = out.gather(1, idx.repeat_interleave(n)[:, None]).sum()
-        with _hooked(out, rectify, linear_output) as info:
+        with _hooked(out, rectify, linear_output, rule) as info:
             (grads,) = torch.autograd.grad(sel, xi)
     info.method = "replicated"
     return grads.detach().view(m, n, *x.shape[1:]), info
@@ -374,7 +417,8 @@ def rectified_saliency(
     classes: Sequence[int] | torch.Tensor | None = None,
     *,
     rectify: bool = True,
+    rule: str = "positive",
 ) -> tuple[torch.Tensor, Rectification]:
     """Heat maps ``(len(classes), N, H, W)`` of the (rectified) saliency; see :func:`class_gradients`."""
-    grads, info = class_gradients(forward, x, classes, rectify=rectify)
+    grads, info = class_gradients(forward, x, classes, rectify=rectify, rule=rule)
     return saliency_maps(grads), info

@@ -93,7 +93,8 @@ class DeepInspect(Detector):
       fraction of the number of input values C·H·W), ``asr_target`` (γ2 is adapted so that the running
       attack success stays at this level; None keeps γ2 fixed), ``z_dim``, ``embed_dim``, ``hidden``.
     - statistic: ``n_samples`` noise draws per class; attack success measured on ``n_attack`` images
-      of other classes per class.
+      of other classes per class; ``n_repeats`` independently seeded generators (same substitute data)
+      whose per-class statistics are averaged before the test (the paper averages 10 repeated runs, §4.3).
     - auto-encoder (§4.2): ``use_autoencoder`` (None = automatic above :data:`AUTOENCODER_ABOVE` input
       values), ``latent_dim``, ``ae_steps``.
     - decision: ``cutoff`` (2.0, the paper's c) or ``alpha`` (significance level, Eq. 7).
@@ -123,6 +124,7 @@ class DeepInspect(Detector):
         hidden: int = 256,
         n_samples: int = 20,
         n_attack: int = 50,
+        n_repeats: int = 3,
         use_autoencoder: bool | None = None,
         latent_dim: int = 128,
         ae_steps: int = 300,
@@ -147,6 +149,7 @@ class DeepInspect(Detector):
         self.hidden = hidden
         self.n_samples = n_samples
         self.n_attack = n_attack
+        self.n_repeats = n_repeats
         self.use_autoencoder = use_autoencoder
         self.latent_dim = latent_dim
         self.ae_steps = ae_steps
@@ -155,7 +158,7 @@ class DeepInspect(Detector):
 
     def _check_params(self) -> None:
         for name in ("n_per_class", "inversion_steps", "steps", "batch_size", "z_dim", "embed_dim", "hidden",
-                     "n_samples", "n_attack", "latent_dim", "ae_steps"):
+                     "n_samples", "n_attack", "n_repeats", "latent_dim", "ae_steps"):
             v = getattr(self, name)
             _check(_is_int(v) and v >= 1, name, "an int >= 1", v)
         _check(_is_int(self.inversion_jitter) and self.inversion_jitter >= 0, "inversion_jitter", "an int >= 0",
@@ -210,26 +213,41 @@ class DeepInspect(Detector):
             notes.append(f"the substitute images cover {n_classes_seen} of {k} classes")
         use_ae = uses_autoencoder(self.use_autoencoder, model.input_shape)
         thres = float(self.thres_ratio) * c * h * w
-        gen = train_trigger_generator(
-            model, substitute, steps=self.steps, batch_size=self.batch_size, lr=self.lr, gamma1=self.gamma1,
-            gamma2=self.gamma2, thres=thres, asr_target=self.asr_target, z_dim=self.z_dim,
-            embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=use_ae, latent_dim=self.latent_dim,
-            ae_steps=self.ae_steps, seed=seed, progress=progress,
-        )
-        self.generator_ = gen  # kept for patching (DeepInspect §5), scikit-learn-style fitted attribute
-        log = gen.log_
-        notes.append(
-            f"trigger generator: {self.steps} steps, final gamma2 "
-            f"{log.gamma2[-1]:.4g}, training attack success {log.attack_success[-1]:.3f}"
-            + (f"; auto-encoder embedding (latent {self.latent_dim}, MSE {log.autoencoder_mse:.4f})" if use_ae else "")
-        )
-        st = trigger_statistics(model, gen, substitute, thres=thres, n_samples=self.n_samples,
-                                n_attack=self.n_attack, seed=seed)
-        values, which = perturbation_statistic(st.hinge.double().numpy(), st.l1.double().numpy())
+        gens = []
+        runs = []
+        for r in range(self.n_repeats):
+            # repeat 0 uses the scan's seed (it is the single-run scan); later ones a seed derived from (seed, r)
+            rseed = seed if r == 0 else int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
+            gen = train_trigger_generator(
+                model, substitute, steps=self.steps, batch_size=self.batch_size, lr=self.lr, gamma1=self.gamma1,
+                gamma2=self.gamma2, thres=thres, asr_target=self.asr_target, z_dim=self.z_dim,
+                embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=use_ae, latent_dim=self.latent_dim,
+                ae_steps=self.ae_steps, seed=rseed, progress=progress,
+            )
+            gens.append(gen)
+            runs.append(trigger_statistics(model, gen, substitute, thres=thres, n_samples=self.n_samples,
+                                           n_attack=self.n_attack, seed=rseed))
+            log = gen.log_
+            notes.append(
+                f"trigger generator{f' {r + 1}/{self.n_repeats}' if self.n_repeats > 1 else ''}: {self.steps} steps, "
+                f"final gamma2 {log.gamma2[-1]:.4g}, training attack success {log.attack_success[-1]:.3f}"
+                + (f"; auto-encoder embedding (latent {self.latent_dim}, MSE {log.autoencoder_mse:.4f})"
+                   if use_ae else "")
+            )
+        # scikit-learn-style fitted attributes, kept for patching (DeepInspect §5)
+        self.generator_ = gens[0]
+        self.generators_ = gens
+        hinge = torch.stack([st.hinge for st in runs]).mean(0)
+        l1 = torch.stack([st.l1 for st in runs]).mean(0)
+        success = torch.stack([st.attack_success for st in runs]).mean(0)
+        if self.n_repeats > 1:
+            notes.append(f"statistic: mean over {self.n_repeats} independently seeded generators")
+        st = runs[0]
+        values, which = perturbation_statistic(hinge.double().numpy(), l1.double().numpy())
         if which == "l1":
             notes.append(f"the soft hinge (thres {thres:.4g}) is degenerate (no spread in its left half): "
                          "the statistic is the raw L1 norm of the triggers")
-        low = [i for i in range(k) if float(st.attack_success[i]) < 0.95]
+        low = [i for i in range(k) if float(success[i]) < 0.95]
         if low:
             notes.append(f"triggers below 95% attack success on the substitute data for labels {low}")
         artifacts["triggers"] = st.triggers
@@ -240,9 +258,9 @@ class DeepInspect(Detector):
             statistics=[float(v) for v in values],
             data=DataInfo(source=source, n_images=int(x.shape[0])),
             extra={
-                "attack_success": [float(v) for v in st.attack_success],
-                "l1": [float(v) for v in st.l1],
-                "hinge": [float(v) for v in st.hinge],
+                "attack_success": [float(v) for v in success],
+                "l1": [float(v) for v in l1],
+                "hinge": [float(v) for v in hinge],
             },
             artifacts=artifacts,
             notes=notes,

@@ -43,7 +43,7 @@ from trojanscan.detectors.base import Detector, DetectorOutput, register_detecto
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import DataInfo
-from trojanscan.saliency import Rectification, class_gradients, saliency_maps, unfused_classifier
+from trojanscan.saliency import RULES, Rectification, class_gradients, saliency_maps, unfused_classifier
 
 #: The discrete Laplacian filter f_s of the smoothness feature (paper §"Smoothness").
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -147,6 +147,10 @@ class NeuronInspect(Detector):
         between classes and only adds noise to the comparison. Default True; the paper uses all k.
     rectify:
         Rectified saliency (default True); False gives plain saliency of the logits.
+    rule:
+        How the rectification clips: ``"positive"`` (default: each ReLU-like backward replaced by
+        ``clamp(grad, 0)``, so gradient reaches units that did not fire on the clean image: the trigger
+        "hidden in the weights") or ``"guided"`` (guided backpropagation); see :mod:`trojanscan.saliency`.
     batch_size:
         (image, class) pairs per forward/backward pass (memory knob; results do not depend on it).
     inversion_per_class, inversion_steps:
@@ -169,6 +173,7 @@ class NeuronInspect(Detector):
         variant: str = "mass",
         exclude_own_class: bool = True,
         rectify: bool = True,
+        rule: str = "positive",
         batch_size: int = 512,
         inversion_per_class: int = 5,
         inversion_steps: int = 300,
@@ -182,6 +187,7 @@ class NeuronInspect(Detector):
         self.variant = variant
         self.exclude_own_class = exclude_own_class
         self.rectify = rectify
+        self.rule = rule
         self.batch_size = batch_size
         self.inversion_per_class = inversion_per_class
         self.inversion_steps = inversion_steps
@@ -211,6 +217,8 @@ class NeuronInspect(Detector):
         for name in ("normalize_features", "exclude_own_class", "rectify"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInputError(f"The {name!r} parameter must be True or False; got {getattr(self, name)!r}")
+        if self.rule not in RULES:
+            raise InvalidInputError(f"The 'rule' parameter must be one of {RULES}; got {self.rule!r}")
         if self.variant not in VARIANTS:
             raise InvalidInputError(f"The 'variant' parameter must be one of {VARIANTS}; got {self.variant!r}")
 
@@ -295,18 +303,18 @@ class NeuronInspect(Detector):
         per_pass = max(1, self.batch_size // kc)  # images per pass (all classes at once)
         class_chunk = kc if self.batch_size >= kc else self.batch_size
         forward: Classifier = model
-        total = Rectification(requested=self.rectify)
+        total = Rectification(requested=self.rectify, rule=self.rule)
         out = torch.empty(kc, n, *x.shape[2:])
         chunks = [(i, c) for i in range(0, n, per_pass) for c in range(0, kc, class_chunk)]
         copy: Classifier | None = None
         for j, (i, c) in enumerate(tqdm(chunks, desc="neuron_inspect saliency", disable=not progress, leave=False)):
             classes = torch.arange(c, min(c + class_chunk, kc))
-            grads, rect = class_gradients(forward, x[i : i + per_pass], classes, rectify=self.rectify)
+            grads, rect = class_gradients(forward, x[i : i + per_pass], classes, rectify=self.rectify, rule=self.rule)
             if j == 0 and self.rectify and rect.opaque and copy is None:
                 copy = unfused_classifier(model)
                 if copy is not None:  # fused TorchScript plan: recompute on a fresh, unfused copy
                     forward = copy
-                    grads, rect = class_gradients(forward, x[i : i + per_pass], classes, rectify=self.rectify)
+                    grads, rect = class_gradients(forward, x[i : i + per_pass], classes, rectify=self.rectify, rule=self.rule)
                     notes.append("TorchScript model ran fused: used an unfused in-memory copy (same weights)")
             total.merge(rect)
             out[c : c + classes.numel(), i : i + per_pass] = saliency_maps(grads)
