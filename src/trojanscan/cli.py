@@ -302,6 +302,35 @@ def bench(
     run(experiment, data_dir, out, progress=progress, full=full)
 
 
+@app.command("scan-zoo")
+def scan_zoo_cmd(
+    directory: Annotated[Path, typer.Argument(help="Folder of model files (.safetensors + .json, TorchScript)")],
+    out: Annotated[Path, typer.Option(help="Output folder: reports/, summary.json, summary.md, models.csv")],
+    truth: Annotated[Path | None, typer.Option(
+        help="Ground truth JSON {file: {trojaned, targets}}; default: each model's <stem>.truth.json")] = None,
+    data: Annotated[list[str] | None, typer.Option(
+        help="Clean data (.npz or image folder), one per input shape; repeat the option for several datasets")] = None,
+    method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per CPU core)")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (needs the optional 'ray' extra)")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="C,H,W for TorchScript files without a sidecar")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Scan every model in a folder; per detector ROC-AUC, cross-entropy, Brier, FP/FN, target accuracy, time."""
+    from trojanscan.bench.zooscan import scan_zoo
+
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {str(out)!r} exists and is not a folder")
+    doc = scan_zoo(directory, out, truth=truth, data=data or [], method=method, seed=seed, workers=workers,
+                   ray_address=ray_address, input_shape=_ints(input_shape, "input-shape"), progress=progress)
+    typer.echo(f"{doc['n_models']} models scanned ({doc['n_failed']} failed) in {doc['wall_s']:.0f} s")
+    for meth, s in doc["metrics"].items():
+        auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"
+        typer.echo(f"  {meth:15s} ROC-AUC {auc:>5s}  FP {s['false_positives']}  FN {s['false_negatives']}")
+    typer.echo(f"summary: {out / 'summary.md'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps errors to exit code 2 with a one-line message."""
     try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from trojanscan.calibration import LogisticCalibration, load_calibration, pooled_probability
 from trojanscan.data.base import Dataset
 from trojanscan.detectors.base import get_detector, list_detectors
 from trojanscan.errors import InvalidInputError
@@ -75,8 +76,14 @@ def scan_model(
     progress: bool = True,
     artifact_dir: str | os.PathLike[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
+    calibration: dict[str, LogisticCalibration] | None = None,
 ) -> ScanOutcome:
-    """Scan with one registered detector, or with every one (``method="all"``) and combine."""
+    """Scan with one registered detector, or with every one (``method="all"``) and combine.
+
+    Each report gets a ``trojan_probability`` from ``calibration`` (default: the shipped curves,
+    :mod:`trojanscan.calibration`) when its detector has one; the combined report pools them.
+    """
+    curves = load_calibration() if calibration is None else calibration
     methods = list_detectors() if method == "all" else [method]
     if method != "all" and method not in list_detectors():
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
@@ -90,9 +97,15 @@ def scan_model(
         if alpha is not None:
             hp["alpha"] = alpha
         det = get_detector(name, **hp)
-        reports[name] = det.scan(model, data, seed=seed, progress=progress,
-                                 artifact_dir=Path(artifact_dir) if artifact_dir is not None else None)
+        rep = det.scan(model, data, seed=seed, progress=progress,
+                       artifact_dir=Path(artifact_dir) if artifact_dir is not None else None)
+        if name in curves:
+            rep = replace(rep, trojan_probability=curves[name].probability(rep.anomaly_index))
+        reports[name] = rep
         artifacts[name] = dict(getattr(det, "artifacts_", {}))
     if method != "all":
         return ScanOutcome(reports[method], artifacts)
-    return ScanOutcome(replace(combine(reports), runtime_s=time.perf_counter() - t0), artifacts)
+    probs = [r.trojan_probability for r in reports.values() if r.trojan_probability is not None]
+    combined = replace(combine(reports), runtime_s=time.perf_counter() - t0,
+                       trojan_probability=pooled_probability(probs) if probs else None)
+    return ScanOutcome(combined, artifacts)

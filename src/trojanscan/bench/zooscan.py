@@ -1,0 +1,351 @@
+"""Scan a folder of models (a "zoo") and judge the detectors over it: ROC-AUC, cross-entropy, Brier score.
+
+``trojanscan scan-zoo DIR --truth truth.json --out OUT`` calls :func:`scan_zoo`. Every model in ``DIR``
+(``.safetensors`` with its JSON sidecar, TorchScript ``.pt``/``.pth``/``.ts``) is scanned by every detector
+(``method="all"``, the combined verdict included) or by one; each gets its JSON report under
+``OUT/reports/``, and ``OUT/summary.json`` / ``summary.md`` / ``models.csv`` hold the per-model rows and, per
+detector, the zoo metrics of :mod:`trojanscan.bench.metrics` computed on the calibrated
+``trojan_probability`` (:mod:`trojanscan.calibration`; the calibration never sees the zoo).
+
+- A model that fails to load or crashes a detector is recorded as failed (with the error) and the rest go on.
+- Clean data: ``data`` files (``.npz`` or image folders, one per dataset) are matched to each model by input
+  shape; a model with no matching file is scanned data-free (detectors that need images invert the model).
+- Parallel: ``workers`` local processes (default: one per CPU core, each with ``cores / workers`` torch
+  threads), or a Ray cluster with ``ray_address`` (optional extra ``pip install 'trojanscan[ray]'``).
+- Resumable: a report already in ``OUT/reports/`` whose model SHA-256, method and seed match is reused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from trojanscan._fileio import sha256_file, write_text_atomic
+from trojanscan.bench.metrics import brier, cross_entropy, roc_auc
+from trojanscan.errors import DataFormatError, InvalidInputError
+
+#: Model file suffixes a zoo folder is searched for (pickles are listed too, so they are reported as refused).
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ts", ".pkl", ".bin")
+
+SUMMARY_SCHEMA = "trojanscan.zoo/1"
+
+
+def find_models(directory: str | os.PathLike[str]) -> list[Path]:
+    """Model files directly in ``directory`` (sorted by name); JSON sidecars and truth files are not models."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise InvalidInputError(f"zoo folder {str(d)!r} does not exist or is not a folder.")
+    models = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
+    if not models:
+        raise InvalidInputError(f"zoo folder {str(d)!r} holds no model files ({', '.join(MODEL_SUFFIXES)}).")
+    return models
+
+
+def _truth_entry(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("trojaned"), bool):
+        raise DataFormatError(f"{where}: each entry needs a boolean 'trojaned' (and a list 'targets' if trojaned)")
+    targets = raw.get("targets", [])
+    if targets == "all":
+        targets = []
+    if not isinstance(targets, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
+        raise DataFormatError(f"{where}: 'targets' must be a list of integer labels; got {targets!r}")
+    return {"trojaned": raw["trojaned"], "targets": sorted(set(targets))}
+
+
+def load_truth(models: Sequence[Path], truth: str | os.PathLike[str] | None) -> dict[str, dict[str, Any]]:
+    """Ground truth per model file name.
+
+    ``truth``: a JSON object ``{"<file name or stem>": {"trojaned": bool, "targets": [int, ...]}}``. Without
+    it, each model's ``<stem>.truth.json`` sidecar (what ``trojanscan train`` writes) is read. A model
+    without truth is an error that names it: the zoo metrics need every answer.
+    """
+    table: dict[str, Any] = {}
+    if truth is not None:
+        tp = Path(truth)
+        if not tp.is_file():
+            raise InvalidInputError(f"--truth {str(tp)!r} does not exist; give a JSON file of ground truth.")
+        try:
+            table = json.loads(tp.read_text())
+        except ValueError as e:
+            raise DataFormatError(f"{tp}: not valid JSON ({e})") from e
+        if not isinstance(table, dict):
+            raise DataFormatError(f"{tp}: expected a JSON object keyed by model file name")
+    out: dict[str, dict[str, Any]] = {}
+    for m in models:
+        if truth is not None:
+            raw = table.get(m.name, table.get(m.stem))
+            where = f"{truth} [{m.name}]"
+        else:
+            side = m.with_suffix(".truth.json")
+            raw = json.loads(side.read_text()) if side.is_file() else None
+            where = str(side)
+        if raw is None:
+            raise InvalidInputError(
+                f"no ground truth for {m.name}: add it to --truth (key {m.name!r}) or write {m.stem}.truth.json")
+        out[m.name] = _truth_entry(raw, where)
+    return out
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    out_dir: str
+    method: str
+    seed: int
+    data_paths: tuple[str, ...]
+    threads: int
+    params: dict[str, dict[str, Any]] | None
+    input_shape: tuple[int, int, int] | None
+
+
+def _row_from_report(name: str, rep: Any, elapsed: float, data_source: str) -> dict[str, Any]:
+    reports = rep.reports if rep.method == "all" else {rep.method: rep}
+    row: dict[str, Any] = {"model": name, "status": "ok", "error": None, "scan_s": elapsed, "data": data_source,
+                           "methods": {}}
+    entries = dict(reports)
+    if rep.method == "all":
+        entries["all"] = rep
+    for meth, r in entries.items():
+        row["methods"][meth] = {
+            "verdict": r.verdict, "anomaly_index": r.anomaly_index, "suspects": list(r.suspects),
+            "trojan_probability": r.trojan_probability, "runtime_s": r.runtime_s,
+        }
+    return row
+
+
+def _scan_one(job: _Job) -> dict[str, Any]:
+    """Scan one model in this process; never raises (a failure is a row with status 'failed')."""
+    name = Path(job.path).name
+    t0 = time.perf_counter()
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, job.threads))
+        from trojanscan.data.registry import load_clean_data
+        from trojanscan.models.io import load_model
+        from trojanscan.report.scan_report import ScanReport
+        from trojanscan.scan import scan_model
+
+        report_path = Path(job.out_dir) / "reports" / (Path(job.path).stem + ".json")
+        digest = sha256_file(job.path)
+        if report_path.is_file():  # resume: same model bytes, method and seed
+            try:
+                old = ScanReport.from_json(report_path.read_text())
+                if old.model.sha256 == digest and old.method == job.method and old.seed == job.seed:
+                    return _row_from_report(name, old, old.runtime_s, old.data.source) | {"resumed": True}
+            except Exception:  # noqa: BLE001 - an unreadable old report is simply redone
+                pass
+        model = load_model(job.path, input_shape=job.input_shape)
+        model.metadata.update(path=str(job.path), sha256=digest)
+        data = None
+        for dp in job.data_paths:
+            d = load_clean_data(dp)
+            if tuple(d.x.shape[1:]) == tuple(model.input_shape):
+                data = d
+                break
+        outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=job.params)
+        rep = outcome.report
+        write_text_atomic(report_path, rep.to_json() + "\n")
+        return _row_from_report(name, rep, time.perf_counter() - t0, rep.data.source)
+    except Exception as e:  # noqa: BLE001 - one bad model must not stop the zoo
+        tb = traceback.format_exception_only(type(e), e)[-1].strip()
+        return {"model": name, "status": "failed", "error": tb, "scan_s": time.perf_counter() - t0, "methods": {}}
+
+
+def _data_shapes(paths: Sequence[str]) -> None:
+    """Load every data file once up front: a bad file is a bad input (exit 2), and two of one shape are ambiguous."""
+    from trojanscan.data.registry import load_clean_data
+
+    seen: dict[tuple[int, ...], str] = {}
+    for p in paths:
+        shape = tuple(load_clean_data(p).x.shape[1:])
+        if shape in seen:
+            raise InvalidInputError(f"--data files {seen[shape]!r} and {p!r} both hold {shape} images; give one per input shape.")
+        seen[shape] = p
+
+
+def _run_local(jobs: list[_Job], workers: int, on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if workers <= 1:
+        for j in jobs:
+            rows.append(_scan_one(j))
+            on_done(rows[-1])
+        return rows
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_scan_one, j) for j in jobs]
+        for f in as_completed(futures):
+            rows.append(f.result())
+            on_done(rows[-1])
+    return rows
+
+
+def _run_ray(jobs: list[_Job], address: str, on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    try:
+        import ray  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise InvalidInputError(
+            "--ray-address needs the optional Ray package: pip install 'trojanscan[ray]' (or run without it: "
+            "local processes are the default)") from e
+    ray.init(address=address, ignore_reinit_error=True)
+    remote = ray.remote(_scan_one)
+    pending = [remote.remote(j) for j in jobs]
+    rows: list[dict[str, Any]] = []
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        rows.append(ray.get(done[0]))
+        on_done(rows[-1])
+    return rows
+
+
+def summarise(rows: Sequence[dict[str, Any]], truth: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: ROC-AUC, cross-entropy and Brier score of the trojan probability, FP/FN at the cutoff,
+    target accuracy (trojaned models whose first suspect is a true target), time per model.
+
+    ROC-AUC uses the probability when every scanned model has one, else the anomaly index (a monotone
+    calibration gives the same AUC); cross-entropy and Brier need probabilities (None otherwise).
+    """
+    methods = sorted({m for r in rows for m in r["methods"]})
+    ok = [r for r in rows if r["status"] == "ok"]
+    out: dict[str, dict[str, Any]] = {}
+    for meth in methods:
+        rs = [r for r in ok if meth in r["methods"]]
+        y = [int(truth[r["model"]]["trojaned"]) for r in rs]
+        res = [r["methods"][meth] for r in rs]
+        probs = [e["trojan_probability"] for e in res]
+        have_p = bool(rs) and all(p is not None for p in probs)
+        score = probs if have_p else [e["anomaly_index"] for e in res]
+        pred = [e["verdict"] == "trojaned" for e in res]
+        troj = [(e, truth[r["model"]]) for e, r in zip(res, rs, strict=True) if truth[r["model"]]["trojaned"]]
+        with_targets = [(e, t) for e, t in troj if t["targets"]]
+        hits = sum(1 for e, t in with_targets if e["suspects"] and e["suspects"][0] in t["targets"])
+        out[meth] = {
+            "n_models": len(rs), "n_trojaned": sum(y), "n_clean": len(y) - sum(y),
+            "roc_auc": _finite(roc_auc(y, score)),
+            "auc_on": "trojan_probability" if have_p else "anomaly_index",
+            "cross_entropy": _finite(cross_entropy(y, probs)) if have_p else None,
+            "brier": _finite(brier(y, probs)) if have_p else None,
+            "false_positives": sum(1 for p_, t in zip(pred, y, strict=True) if p_ and not t),
+            "false_negatives": sum(1 for p_, t in zip(pred, y, strict=True) if not p_ and t),
+            "target_accuracy": hits / len(with_targets) if with_targets else None,
+            "mean_runtime_s": sum(e["runtime_s"] for e in res) / len(res) if res else None,
+        }
+    return out
+
+
+def _finite(v: float) -> float | None:
+    """NaN (e.g. ROC-AUC over one class only) becomes None: JSON has no NaN."""
+    return None if math.isnan(v) else v
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def _markdown(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"# Zoo scan: {meta['zoo']}", "", f"{meta['n_models']} models, {meta['n_failed']} failed; method "
+             f"{meta['method']}, seed {meta['seed']}, {meta['wall_s']:.0f} s wall.", "",
+             "| method | models | ROC-AUC | on | cross-entropy | Brier | FP | FN | target acc. | s / model |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m, s in summary.items():
+        lines.append(f"| {m} | {s['n_models']} ({s['n_trojaned']} trojaned) | {_fmt(s['roc_auc'])} | {s['auc_on']} | "
+                     f"{_fmt(s['cross_entropy'])} | {_fmt(s['brier'])} | {s['false_positives']} | "
+                     f"{s['false_negatives']} | {_fmt(s['target_accuracy'])} | {_fmt(s['mean_runtime_s'])} |")
+    if "all" in summary:
+        singles = [s["roc_auc"] for m, s in summary.items() if m != "all" and s["roc_auc"] is not None]
+        comb = summary["all"]["roc_auc"]
+        if singles and comb is not None:
+            best = max(singles)
+            verdict = "beats" if comb > best else ("ties" if comb == best else "does not beat")
+            lines += ["", f"Combined ROC-AUC {_fmt(comb)} {verdict} the best single detector ({_fmt(best)})."]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines += ["", "Failed models:", ""] + [f"- `{r['model']}`: {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: Sequence[dict[str, Any]], truth: dict[str, dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "trojaned", "targets", "status", "method", "verdict", "anomaly_index", "suspects",
+                "trojan_probability", "runtime_s", "error"])
+    for r in sorted(rows, key=lambda r: r["model"]):
+        t = truth[r["model"]]
+        if r["status"] != "ok":
+            w.writerow([r["model"], t["trojaned"], t["targets"], r["status"], "", "", "", "", "", "", r["error"]])
+        for m, e in sorted(r["methods"].items()):
+            w.writerow([r["model"], t["trojaned"], t["targets"], r["status"], m, e["verdict"], e["anomaly_index"],
+                        e["suspects"], e["trojan_probability"], e["runtime_s"], ""])
+    return buf.getvalue()
+
+
+def scan_zoo(
+    directory: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    truth: str | os.PathLike[str] | None = None,
+    data: Sequence[str | os.PathLike[str]] = (),
+    method: str = "all",
+    seed: int = 0,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    input_shape: Sequence[int] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary."""
+    from trojanscan.detectors.base import list_detectors
+
+    if method != "all" and method not in list_detectors():
+        raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise InvalidInputError(f"--workers must be an int >= 1; got {workers!r}")
+    models = find_models(directory)
+    table = load_truth(models, truth)
+    data_paths = tuple(str(p) for p in data)
+    _data_shapes(data_paths)
+    shape = None if input_shape is None else tuple(int(v) for v in input_shape)
+    if shape is not None and len(shape) != 3:
+        raise InvalidInputError(f"--input-shape must be C,H,W; got {input_shape!r}")
+    cores = os.cpu_count() or 1
+    n_workers = min(len(models), workers if workers is not None else cores)
+    threads = max(1, cores // max(1, n_workers))
+    outp = Path(out)
+    jobs = [_Job(str(m), str(outp), method, seed, data_paths, threads, params, shape) for m in models]  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="scan-zoo", unit="model", disable=not progress)
+
+    def done(row: dict[str, Any]) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{row['model']}: {row['status']}")
+
+    try:
+        rows = _run_ray(jobs, ray_address, done) if ray_address else _run_local(jobs, n_workers, done)
+    finally:
+        bar.close()
+    rows.sort(key=lambda r: r["model"])
+    summary = summarise(rows, table)
+    meta = {"zoo": str(directory), "n_models": len(rows), "n_failed": sum(r["status"] != "ok" for r in rows),
+            "method": method, "seed": seed, "workers": 0 if ray_address else n_workers, "wall_s": time.perf_counter() - t0}
+    doc = {"schema": SUMMARY_SCHEMA, **meta, "metrics": summary,
+           "models": [{**r, "truth": table[r["model"]]} for r in rows]}
+    write_text_atomic(outp / "summary.json", json.dumps(doc, indent=1, default=str) + "\n")
+    write_text_atomic(outp / "summary.md", _markdown(summary, rows, meta))
+    write_text_atomic(outp / "models.csv", _csv(rows, table))
+    return doc

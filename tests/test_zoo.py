@@ -1,0 +1,196 @@
+"""Zoo scanning and its metrics: ROC-AUC / cross-entropy / Brier, calibration, scan-zoo end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trojanscan.bench.metrics import brier, cross_entropy, roc_auc
+from trojanscan.bench.zooscan import find_models, load_truth, scan_zoo, summarise
+from trojanscan.calibration import (
+    LogisticCalibration,
+    fit_logistic,
+    load_calibration,
+    pooled_probability,
+    save_calibration,
+)
+from trojanscan.cli import main
+from trojanscan.data.npz import save_npz
+from trojanscan.errors import DataFormatError, InvalidInputError
+from trojanscan.models.io import save_model
+from trojanscan.recipes import BuiltModel
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_roc_auc_by_hand() -> None:
+    # pairs (trojaned, clean): (0.35 > 0.1) yes, (0.35 > 0.4) no, (0.8 > both) yes yes -> 3/4
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5  # a tie counts one half
+    assert roc_auc([0, 0, 1], [1.0, 2.0, 3.0]) == 1.0
+    assert math.isnan(roc_auc([1, 1], [0.2, 0.3]))  # one class only
+    assert roc_auc([0, 1], [-math.inf, math.inf]) == 1.0
+
+
+def test_cross_entropy_and_brier_by_hand() -> None:
+    assert cross_entropy([1, 0], [0.5, 0.5]) == pytest.approx(math.log(2))
+    assert cross_entropy([1], [0.0]) == pytest.approx(-math.log(1e-6))  # clipped, finite
+    assert brier([1, 0], [0.75, 0.5]) == pytest.approx((0.0625 + 0.25) / 2)
+    with pytest.raises(InvalidInputError, match="length"):
+        brier([1, 0], [0.5])
+    with pytest.raises(InvalidInputError, match="0 \\(clean\\) or 1"):
+        roc_auc([2, 0], [0.5, 0.5])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-400, 400).map(lambda v: v / 8)), min_size=2, max_size=30))
+def test_roc_auc_properties(pairs: list[tuple[int, float]]) -> None:
+    y = [p[0] for p in pairs]
+    s = np.array([p[1] for p in pairs])
+    auc = roc_auc(y, s)
+    if len(set(y)) < 2:
+        assert math.isnan(auc)
+        return
+    assert 0.0 <= auc <= 1.0
+    assert roc_auc(y, np.exp(s / 10)) == pytest.approx(auc)  # invariant under a monotone map
+    assert roc_auc(y, -s) == pytest.approx(1.0 - auc)  # reversing the score mirrors it
+
+
+# -------------------------------------------------------------------------------------- calibration
+def test_logistic_fit_is_finite_and_ordered_on_separable_data() -> None:
+    idx = [0.8, 1.1, 1.3, 1.6, 1.2, 3.1, 4.0, 5.5, 2.9]
+    y = [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    cal = fit_logistic(idx, y)
+    assert math.isfinite(cal.slope) and cal.slope > 0
+    assert 1.6 < cal.center < 2.9  # between the groups
+    assert cal.n_models == 9 and cal.n_trojaned == 4
+    ps = [cal.probability(x) for x in (0.0, 1.0, 2.0, 3.0, 10.0, math.inf)]
+    assert ps == sorted(ps) and ps[0] < 0.5 < ps[-2]
+    assert cal.probability(math.inf) == pytest.approx(1.0, abs=1e-3)
+    assert cal.probability(-math.inf) == pytest.approx(0.0, abs=1e-3)
+    with pytest.raises(InvalidInputError, match="NaN"):
+        cal.probability(math.nan)
+    with pytest.raises(InvalidInputError):
+        fit_logistic([], [])
+
+
+def test_pooled_probability() -> None:
+    assert pooled_probability([0.7, 0.7, 0.7]) == pytest.approx(0.7)
+    assert pooled_probability([0.9, 0.1]) == pytest.approx(0.5)
+    assert 0.5 < pooled_probability([0.99, 0.4, 0.6]) < 0.99
+    assert pooled_probability([1.0, 1.0]) < 1.0  # clipped: finite log-odds
+    with pytest.raises(InvalidInputError):
+        pooled_probability([])
+
+
+def test_calibration_file_round_trip(tmp_path: Path) -> None:
+    curves = {"neural_cleanse": LogisticCalibration(2.5, 2.1, 12, 6)}
+    save_calibration(tmp_path / "c.json", curves, {"command": "test"})
+    assert load_calibration(tmp_path / "c.json") == curves
+    (tmp_path / "bad.json").write_text('{"detectors": {"x": {"slope": "a"}}}')
+    with pytest.raises(DataFormatError, match="bad.json"):
+        load_calibration(tmp_path / "bad.json")
+    with pytest.raises(InvalidInputError, match="not found"):
+        load_calibration(tmp_path / "missing.json")
+
+
+def test_shipped_calibration_is_valid() -> None:
+    for name, cal in load_calibration().items():
+        assert cal.slope > 0 and math.isfinite(cal.center), name
+        assert cal.n_models >= 2 and 0 < cal.n_trojaned < cal.n_models, name
+
+
+# -------------------------------------------------------------------------------------------- zoo
+@pytest.fixture()
+def zoo(tmp_path: Path, trojaned_model: BuiltModel, clean_model: BuiltModel, digits) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    d = tmp_path / "zoo"
+    d.mkdir()
+    for name, b in (("troj", trojaned_model), ("clean", clean_model)):
+        save_model(d / f"{name}.safetensors", b.model)
+        (d / f"{name}.truth.json").write_text(json.dumps(b.truth()))
+    (d / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    (d / "broken.truth.json").write_text(json.dumps({"trojaned": False}))
+    data = tmp_path / "clean.npz"
+    save_npz(data, digits[1].subset(torch.arange(200), "zoo clean data"))
+    return d, data
+
+
+def test_scan_zoo_end_to_end(zoo: tuple[Path, Path], tmp_path: Path) -> None:
+    d, data = zoo
+    out = tmp_path / "out"
+    doc = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, progress=False)
+    assert doc["n_models"] == 3 and doc["n_failed"] == 1
+    rows = {r["model"]: r for r in doc["models"]}
+    assert rows["broken.safetensors"]["status"] == "failed" and rows["broken.safetensors"]["error"]
+    assert rows["troj.safetensors"]["methods"]["neuron_inspect"]["suspects"][:1] == [5]
+    m = doc["metrics"]["neuron_inspect"]
+    assert m["n_models"] == 2 and m["n_trojaned"] == 1
+    assert m["roc_auc"] == 1.0 and m["target_accuracy"] == 1.0 and m["false_negatives"] == 0
+    # FP counts the clean model's verdict at the cutoff (NeuronInspect flags class 7 of this synthetic model)
+    clean_flagged = rows["clean.safetensors"]["methods"]["neuron_inspect"]["verdict"] == "trojaned"
+    assert m["false_positives"] == int(clean_flagged)
+    for f in ("summary.json", "summary.md", "models.csv", "reports/troj.json", "reports/clean.json"):
+        assert (out / f).is_file(), f
+    assert json.loads((out / "summary.json").read_text())["schema"] == "trojanscan.zoo/1"
+    assert "broken.safetensors" in (out / "summary.md").read_text()
+    # resumable: a second run reuses the reports of the same model bytes
+    again = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, progress=False)
+    assert {r["model"] for r in again["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
+    assert again["metrics"] == doc["metrics"] | {"neuron_inspect": again["metrics"]["neuron_inspect"]}
+    assert again["metrics"]["neuron_inspect"]["roc_auc"] == 1.0
+
+
+def test_scan_zoo_in_worker_processes(zoo: tuple[Path, Path], tmp_path: Path) -> None:
+    d, data = zoo
+    doc = scan_zoo(d, tmp_path / "out", data=[data], method="neuron_inspect", workers=2, progress=False)
+    assert doc["workers"] == 2 and doc["n_failed"] == 1
+    assert doc["metrics"]["neuron_inspect"]["roc_auc"] == 1.0
+
+
+def test_truth_file_and_errors(zoo: tuple[Path, Path], tmp_path: Path) -> None:
+    d, _ = zoo
+    models = find_models(d)
+    assert [m.name for m in models] == ["broken.safetensors", "clean.safetensors", "troj.safetensors"]
+    t = tmp_path / "truth.json"
+    t.write_text(json.dumps({"troj": {"trojaned": True, "targets": [5]}, "clean.safetensors": {"trojaned": False},
+                             "broken": {"trojaned": False}}))
+    table = load_truth(models, t)
+    assert table["troj.safetensors"] == {"trojaned": True, "targets": [5]}
+    t.write_text(json.dumps({"troj": {"trojaned": True}}))
+    with pytest.raises(InvalidInputError, match="no ground truth for broken.safetensors"):
+        load_truth(models, t)
+    t.write_text(json.dumps({"troj": {"trojaned": "yes"}}))
+    with pytest.raises(DataFormatError, match="boolean"):
+        load_truth(models[2:], t)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        find_models(tmp_path / "nope")
+
+
+def test_summarise_without_probabilities_uses_the_index() -> None:
+    rows = [{"model": m, "status": "ok", "methods": {"x": {"verdict": v, "anomaly_index": i, "suspects": s,
+                                                          "trojan_probability": None, "runtime_s": 1.0}}}
+            for m, v, i, s in (("a", "trojaned", 3.0, [5]), ("b", "benign", 1.0, []), ("c", "trojaned", 2.5, [1]))]
+    truth = {"a": {"trojaned": True, "targets": [5]}, "b": {"trojaned": False, "targets": []},
+             "c": {"trojaned": False, "targets": []}}
+    s = summarise(rows, truth)["x"]
+    assert s["auc_on"] == "anomaly_index" and s["roc_auc"] == 1.0
+    assert s["cross_entropy"] is None and s["false_positives"] == 1 and s["target_accuracy"] == 1.0
+
+
+def test_cli_scan_zoo_bad_input_writes_nothing(zoo: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    d, data = zoo
+    (d / "clean.truth.json").unlink()
+    out = tmp_path / "out"
+    assert main(["scan-zoo", str(d), "--out", str(out), "--data", str(data)]) == 2
+    assert "no ground truth for clean.safetensors" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["scan-zoo", str(d), "--out", str(out), "--method", "magic"]) == 2
+    assert main(["scan-zoo", str(d), "--out", str(out), "--workers", "0"]) == 2
+    assert not out.exists()
