@@ -290,6 +290,8 @@ def bench(
     out: Annotated[Path, typer.Option(help="Output folder (tables, plots, cached models and scans)")] = Path("runs/bench"),
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
     full: Annotated[bool, typer.Option(help="Also run the optional extra scans (slower)")] = True,
+    detectors: Annotated[str | None, typer.Option(
+        help="Comma-separated detectors to run (default: all); the others' cells say 'not run'")] = None,
 ) -> None:
     """Rebuild a table or figure of the papers: trains (cached) models, scans them, writes CSV/JSON/MD/PNG."""
     from trojanscan.bench import experiments  # noqa: F401  (registers them)
@@ -299,7 +301,8 @@ def bench(
         for name, fn in sorted(EXPERIMENTS.items()):
             typer.echo(f"{name:16s} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return
-    run(experiment, data_dir, out, progress=progress, full=full)
+    run(experiment, data_dir, out, progress=progress, full=full,
+        detectors=tuple(d.strip() for d in detectors.split(",")) if detectors else None)
 
 
 @app.command("scan-zoo")

@@ -17,9 +17,13 @@ DETECTORS_WITH_DATA = ("neural_cleanse", "neuron_inspect")
 def _scan_row(ctx: Context, name: str, recipe: TrainRecipe, detector: str, *, data_free: bool,
               params: dict[str, Any] | None = None) -> Row:
     model, truth = ctx.model(name, recipe)
+    targets = truth.get("targets", [])
+    if not ctx.wants(detector):  # --detectors excludes it: the row says so instead of a number
+        return {"model": name, "truth": targets, "clean_acc": truth["metrics"].get("clean_acc"),
+                "tar": truth["metrics"].get("tar"), "detector": detector, "data": None, "index": None,
+                "suspects": None, "verdict": "not run", "correct": None, "scan_s": None}
     data = None if data_free else ctx.clean_data(recipe.dataset)
     rep = ctx.scan(name, model, detector, data, params=params)
-    targets = truth.get("targets", [])
     correct = (set(rep.suspects) == set(targets)) if truth["trojaned"] else (rep.verdict == "benign")
     return {
         "model": name, "truth": targets, "clean_acc": truth["metrics"].get("clean_acc"),
@@ -42,6 +46,7 @@ def _core(ctx: Context, dataset: str, target: str, paper_df: float) -> None:
         if ctx.full:  # Neural Cleanse on model-inverted data too (as DeepInspect's paper ran it)
             rows.append(_scan_row(ctx, name, recipe, "neural_cleanse", data_free=True))
         rows.append(_scan_row(ctx, name, recipe, "deep_inspect", data_free=True))
+    rows = [r for r in rows if r["verdict"] != "not run"]
     for r in rows:
         if r["detector"] == "deep_inspect" and "badnets" in r["model"]:
             r["paper_deepinspect_df"] = paper_df

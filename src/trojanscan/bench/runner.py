@@ -40,6 +40,10 @@ class Context:
     progress: bool = True
     n_clean: int = 500  # clean images given to the detectors that use clean data
     full: bool = True  # False: skip the optional extra scans (e.g. Neural Cleanse on inverted data)
+    detectors: tuple[str, ...] | None = None  # run only these detectors (rows of the others say "not run")
+
+    def wants(self, detector: str) -> bool:
+        return self.detectors is None or detector in self.detectors
 
     @property
     def models(self) -> Path:
@@ -115,7 +119,7 @@ def plot_series(ctx: Context, name: str, x: list[Any], series: dict[str, list[fl
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for label, ys in series.items():
-        ax.plot([str(v) for v in x], [min(y, 50.0) for y in ys], marker="o", label=label)
+        ax.plot([str(v) for v in x], [float("nan") if y is None else min(y, 50.0) for y in ys], marker="o", label=label)
     ax.axhline(cutoff, color="red", linestyle="--", label=f"cutoff {cutoff:g}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -139,7 +143,8 @@ def experiment(name: str) -> Callable[[Callable[[Context], None]], Callable[[Con
     return deco
 
 
-def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True, full: bool = True) -> None:
+def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True, full: bool = True,
+        detectors: tuple[str, ...] | None = None) -> None:
     from trojanscan.bench import experiments  # noqa: F401  (registers the experiments)
     from trojanscan.errors import InvalidInputError
 
@@ -147,8 +152,13 @@ def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = Tr
         raise InvalidInputError(f"unknown experiment {name!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     if not Path(data_dir).is_dir():
         raise InvalidInputError(f"--data-dir {str(data_dir)!r} is not a directory")
+    from trojanscan.detectors import list_detectors
+
+    unknown = sorted(set(detectors or ()) - set(list_detectors()))
+    if unknown:
+        raise InvalidInputError(f"unknown detector(s) {unknown} in --detectors; choose from {', '.join(list_detectors())}")
     t0 = time.perf_counter()
-    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full))
+    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full, detectors=detectors))
     print(f"{name}: done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
 
 
