@@ -196,3 +196,25 @@ def runtime(ctx: Context) -> None:
     write_table(ctx, "runtime", rows, title="Scan time on this machine (same models, one run)",
                 notes="Paper (GPU): NC 44.37 s vs NI 3.82 s (MNIST), 556.94 s vs 54.04 s (GTSRB).",
                 command="trojanscan bench runtime --data-dir ../shared/data --out runs/bench")
+
+
+@experiment("ni_table5")
+def ni_table5(ctx: Context) -> None:
+    """NeuronInspect Table 5 ablation: each feature alone vs combined, on the GTSRB BadNets model (and MNIST's)."""
+    paper = {"combined": (4.03, "20"), "sparseness": (1.73, "-"), "smoothness": (1.36, "-"),
+             "persistence": (2.9, "20, 26, 12")}
+    lambdas = {"combined": (1.0, 1.0, 1.0), "sparseness": (1.0, 0.0, 0.0), "smoothness": (0.0, 1.0, 0.0),
+               "persistence": (0.0, 0.0, 1.0)}
+    rows: list[Row] = []
+    for dataset, target in (("gtsrb", "18"), ("mnist", "5")):
+        name = f"{dataset}_badnets4_t{target}"
+        recipe = TrainRecipe(dataset, attack=attack(target))
+        for feat, lam in lambdas.items():
+            params = {} if feat == "combined" else {"lambdas": lam}
+            r = _scan_row(ctx, name, recipe, "neuron_inspect", data_free=False, params=params)
+            rows.append({"model": name, "features": feat, "index": r["index"], "suspects": r["suspects"],
+                         "correct": r["correct"],
+                         "paper index (GTSRB, target 20)": paper[feat][0] if dataset == "gtsrb" else None,
+                         "paper suspects": paper[feat][1] if dataset == "gtsrb" else None})
+    write_table(ctx, "ni_table5", rows, title="NeuronInspect Table 5: feature ablation",
+                command="trojanscan bench ni_table5 --data-dir ../shared/data --out runs/bench")
