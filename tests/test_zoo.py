@@ -194,3 +194,22 @@ def test_cli_scan_zoo_bad_input_writes_nothing(zoo: tuple[Path, Path], tmp_path:
     assert main(["scan-zoo", str(d), "--out", str(out), "--method", "magic"]) == 2
     assert main(["scan-zoo", str(d), "--out", str(out), "--workers", "0"]) == 2
     assert not out.exists()
+
+
+def test_scan_model_attaches_calibrated_and_pooled_probabilities(trojaned_model: BuiltModel, digits) -> None:  # type: ignore[no-untyped-def]
+    from trojanscan.scan import scan_model
+
+    data = digits[1].subset(torch.arange(100), "clean")
+    cal = {"neuron_inspect": LogisticCalibration(2.0, 2.0, 10, 5), "neural_cleanse": LogisticCalibration(3.0, 1.5, 10, 5)}
+    fast = {"deep_inspect": {"n_per_class": 1, "inversion_steps": 5, "steps": 10, "n_samples": 2, "n_attack": 4,
+                             "n_repeats": 1},
+            "neural_cleanse": {"epochs": 2, "steps_per_epoch": 2}}
+    out = scan_model(trojaned_model.model, data, method="all", progress=False, params=fast, calibration=cal)
+    rep = out.report
+    ni, nc, di = rep.reports["neuron_inspect"], rep.reports["neural_cleanse"], rep.reports["deep_inspect"]
+    assert ni.trojan_probability == cal["neuron_inspect"].probability(ni.anomaly_index)
+    assert nc.trojan_probability == cal["neural_cleanse"].probability(nc.anomaly_index)
+    assert di.trojan_probability is None  # no curve: no invented probability
+    assert rep.trojan_probability == pytest.approx(pooled_probability([ni.trojan_probability, nc.trojan_probability]))
+    single = scan_model(trojaned_model.model, data, method="neuron_inspect", progress=False, calibration={})
+    assert single.report.trojan_probability is None

@@ -132,11 +132,14 @@ def _print_summary(rep: Any) -> None:
     sus = ", ".join(f"{s} ({names.get(s)})" if names.get(s) not in (None, str(s)) else str(s) for s in rep.suspects)
     typer.echo(f"  suspects:       {sus or 'none'}")
     typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f})")
+    if rep.trojan_probability is not None:
+        typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models)")
     typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images)")
     typer.echo(f"  time:           {rep.runtime_s:.1f} s, {rep.model_queries} model queries")
     for name, sub in rep.reports.items():
         s = ",".join(map(str, sub.suspects)) or "-"
-        typer.echo(f"    {name:15s} {sub.verdict:9s} index {sub.anomaly_index:6.2f}  suspects {s}  ({sub.runtime_s:.1f} s)")
+        p = "" if sub.trojan_probability is None else f"  p {sub.trojan_probability:.2f}"
+        typer.echo(f"    {name:15s} {sub.verdict:9s} index {sub.anomaly_index:6.2f}{p}  suspects {s}  ({sub.runtime_s:.1f} s)")
     for note in rep.notes:
         typer.echo(f"  note: {note}")
 
