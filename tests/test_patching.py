@@ -40,3 +40,13 @@ def test_stampers_and_bad_parameters(trojaned_model, digits) -> None:  # type: i
                     ({"lrs": (-1.0,)}, "lrs")):
         with pytest.raises(InvalidInputError, match=msg):
             finetune_with_triggers(trojaned_model.model, data, st, **kw)  # type: ignore[arg-type]
+
+
+def test_tied_holdout_scores_pick_the_larger_learning_rate(clean_model, digits) -> None:  # type: ignore[no-untyped-def]
+    # learning rates too small to change any prediction: both held-out scores tie, and the larger rate wins
+    data = digits[0].subset(torch.arange(200), "patch data")
+    stamper = additive_stamper(lambda t, g: torch.zeros(t.shape[0], 1, 28, 28), [0])
+    res = finetune_with_triggers(clean_model.model, data, stamper, epochs=1, lrs=(2e-12, 1e-12), seed=0)
+    s = res.candidates
+    assert s[1e-12] == s[2e-12]
+    assert res.lr == 2e-12

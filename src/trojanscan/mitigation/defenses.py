@@ -64,13 +64,21 @@ def patch_deep_inspect(
     before = det.scan(model, None, seed=seed, progress=progress)
     if not before.suspects:
         raise InvalidInputError("DeepInspect flags no target: nothing to patch")
-    gen_model = getattr(det, "generator_", None)
-    if gen_model is None:
-        raise RuntimeError("internal error: DeepInspect did not keep its generator")
+    gens = list(getattr(det, "generators_", []))
+    if not gens:
+        raise RuntimeError("internal error: DeepInspect did not keep its generators")
     inv = invert(model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
 
+    @torch.no_grad()
     def triggers(t: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return gen_model(torch.randn(t.shape[0], gen_model.z_dim, generator=g), t)
+        # each image gets a trigger from one of the scan's generators, drawn at random (more diverse triggers)
+        which = torch.randint(len(gens), (t.shape[0],), generator=g)
+        out = torch.empty(t.shape[0], *gens[0].input_shape)
+        for i, gm in enumerate(gens):
+            sel = which == i
+            if bool(sel.any()):
+                out[sel] = gm(torch.randn(int(sel.sum()), gm.z_dim, generator=g), t[sel])
+        return out
 
     res = finetune_with_triggers(model, inv, additive_stamper(triggers, before.suspects), stamp_fraction=0.15,
                                  holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log)

@@ -72,6 +72,10 @@ class PatchResult:
     seconds: float = 0.0
 
 
+#: Held-out scores closer than this count as a tie (then the larger learning rate wins).
+TIE = 1e-3
+
+
 @torch.no_grad()
 def _holdout_scores(model: Classifier, reference: torch.Tensor, hold: Dataset, stamped: torch.Tensor) -> dict[str, float]:
     clean_pred = model.predict(hold.x)
@@ -139,8 +143,11 @@ def finetune_with_triggers(
         if log is not None:
             log(f"patch lr {lr:g}: held-out clean agreement {scores['clean_agreement']:.3f}, "
                 f"stamped accuracy {scores['stamped_accuracy']:.3f}")
-        if best is None or scores["score"] > candidates[best.lr]["score"]:
-            best = PatchResult(cand, float(lr))
+        # ties (within TIE) go to the larger learning rate: on inverted data both held-out scores saturate at
+        # 1.0, and the larger step unlearns more of the trigger (docs/methods/deep_inspect.md, "Patching")
+        if best is None or scores["score"] >= candidates[best.lr]["score"] - TIE:
+            if best is None or scores["score"] > candidates[best.lr]["score"] + TIE or float(lr) > best.lr:
+                best = PatchResult(cand, float(lr))
     assert best is not None
     best.candidates = candidates
     best.seconds = time.perf_counter() - t0
