@@ -56,7 +56,7 @@ def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | No
 
 
 def patch_deep_inspect(
-    model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 60,
+    model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 20,
     epochs: int = 10, eval_data: Dataset | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """DeepInspect patching (§5) with no clean data; ``eval_data`` (optional) only measures clean accuracy."""
