@@ -162,6 +162,12 @@ def test_truth_file_and_errors(zoo: tuple[Path, Path], tmp_path: Path) -> None:
                              "broken": {"trojaned": False}}))
     table = load_truth(models, t)
     assert table["troj.safetensors"] == {"trojaned": True, "targets": [5]}
+    # all-to-all (a truth sidecar lists every label as a target): no target label to score
+    t.write_text(json.dumps({"troj": {"trojaned": True, "targets": [0, 1, 2],
+                                      "label_mode": {"kind": "all_to_all"}},
+                             "clean": {"trojaned": False}, "broken": {"trojaned": True, "targets": "all"}}))
+    table = load_truth(models, t)
+    assert table["troj.safetensors"]["targets"] == [] and table["broken.safetensors"]["targets"] == []
     t.write_text(json.dumps({"troj": {"trojaned": True}}))
     with pytest.raises(InvalidInputError, match="no ground truth for broken.safetensors"):
         load_truth(models, t)

@@ -56,8 +56,9 @@ def _truth_entry(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict) or not isinstance(raw.get("trojaned"), bool):
         raise DataFormatError(f"{where}: each entry needs a boolean 'trojaned' (and a list 'targets' if trojaned)")
     targets = raw.get("targets", [])
-    if targets == "all":
-        targets = []
+    mode = raw.get("label_mode")
+    if targets == "all" or (isinstance(mode, dict) and mode.get("kind") == "all_to_all"):
+        targets = []  # all-to-all: every label is a target, so there is no target label to name
     if not isinstance(targets, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
         raise DataFormatError(f"{where}: 'targets' must be a list of integer labels; got {targets!r}")
     return {"trojaned": raw["trojaned"], "targets": sorted(set(targets))}
@@ -103,7 +104,7 @@ class _Job:
     out_dir: str
     method: str
     seed: int
-    data_paths: tuple[str, ...]
+    data_by_shape: tuple[tuple[tuple[int, ...], str], ...]  # (C, H, W) -> clean-data file
     threads: int
     params: dict[str, dict[str, Any]] | None
     input_shape: tuple[int, int, int] | None
@@ -148,12 +149,8 @@ def _scan_one(job: _Job) -> dict[str, Any]:
                 pass
         model = load_model(job.path, input_shape=job.input_shape)
         model.metadata.update(path=str(job.path), sha256=digest)
-        data = None
-        for dp in job.data_paths:
-            d = load_clean_data(dp)
-            if tuple(d.x.shape[1:]) == tuple(model.input_shape):
-                data = d
-                break
+        path = dict(job.data_by_shape).get(tuple(model.input_shape))
+        data = load_clean_data(path) if path is not None else None  # only the file of this model's shape
         outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=job.params)
         rep = outcome.report
         write_text_atomic(report_path, rep.to_json() + "\n")
@@ -163,8 +160,9 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         return {"model": name, "status": "failed", "error": tb, "scan_s": time.perf_counter() - t0, "methods": {}}
 
 
-def _data_shapes(paths: Sequence[str]) -> None:
-    """Load every data file once up front: a bad file is a bad input (exit 2), and two of one shape are ambiguous."""
+def _data_shapes(paths: Sequence[str]) -> dict[tuple[int, ...], str]:
+    """Read every data file once up front (a bad file is a bad input, exit 2; two of one shape are ambiguous);
+    return which file serves which input shape."""
     from trojanscan.data.registry import load_clean_data
 
     seen: dict[tuple[int, ...], str] = {}
@@ -173,6 +171,7 @@ def _data_shapes(paths: Sequence[str]) -> None:
         if shape in seen:
             raise InvalidInputError(f"--data files {seen[shape]!r} and {p!r} both hold {shape} images; give one per input shape.")
         seen[shape] = p
+    return seen
 
 
 def _run_local(jobs: list[_Job], workers: int, on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
@@ -316,8 +315,7 @@ def scan_zoo(
         raise InvalidInputError(f"--workers must be an int >= 1; got {workers!r}")
     models = find_models(directory)
     table = load_truth(models, truth)
-    data_paths = tuple(str(p) for p in data)
-    _data_shapes(data_paths)
+    data_by_shape = tuple(_data_shapes([str(p) for p in data]).items())
     shape = None if input_shape is None else tuple(int(v) for v in input_shape)
     if shape is not None and len(shape) != 3:
         raise InvalidInputError(f"--input-shape must be C,H,W; got {input_shape!r}")
@@ -325,7 +323,7 @@ def scan_zoo(
     n_workers = min(len(models), workers if workers is not None else cores)
     threads = max(1, cores // max(1, n_workers))
     outp = Path(out)
-    jobs = [_Job(str(m), str(outp), method, seed, data_paths, threads, params, shape) for m in models]  # type: ignore[arg-type]
+    jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape) for m in models]  # type: ignore[arg-type]
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 

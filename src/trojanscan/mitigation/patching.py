@@ -132,23 +132,22 @@ def finetune_with_triggers(
             x[sel] = stamper(x[sel], gen)
         return x, y
 
-    best: PatchResult | None = None
+    models: dict[float, Classifier] = {}
     candidates: dict[float, dict[str, float]] = {}
     for lr in lrs:
         cand = copy.deepcopy(model)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=float(lr))
         train(cand, fit, cfg, seed=seed, batch_transform=transform, progress=progress, log=None)
         scores = _holdout_scores(cand, reference, hold, hold_stamped)
-        candidates[float(lr)] = scores
+        candidates[float(lr)], models[float(lr)] = scores, cand
         if log is not None:
             log(f"patch lr {lr:g}: held-out clean agreement {scores['clean_agreement']:.3f}, "
                 f"stamped accuracy {scores['stamped_accuracy']:.3f}")
-        # ties (within TIE) go to the larger learning rate: on inverted data both held-out scores saturate at
-        # 1.0, and the larger step unlearns more of the trigger (docs/methods/deep_inspect.md, "Patching")
-        if best is None or scores["score"] >= candidates[best.lr]["score"] - TIE:
-            if best is None or scores["score"] > candidates[best.lr]["score"] + TIE or float(lr) > best.lr:
-                best = PatchResult(cand, float(lr))
-    assert best is not None
+    # ties (within TIE of the best score) go to the larger learning rate: on inverted data both held-out scores
+    # saturate at 1.0, and the larger step unlearns more of the trigger (docs/methods/deep_inspect.md, "Patching")
+    top = max(c["score"] for c in candidates.values())
+    chosen = max(lr for lr, c in candidates.items() if c["score"] >= top - TIE)
+    best = PatchResult(models[chosen], chosen)
     best.candidates = candidates
     best.seconds = time.perf_counter() - t0
     return best
