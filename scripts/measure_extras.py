@@ -1,0 +1,83 @@
+"""The side measurements quoted in docs/methods/*.md and docs/RESULTS.md that no bench experiment prints.
+
+    .venv/bin/python scripts/measure_extras.py ni-mnist     # NeuronInspect settings on the MNIST models, seeds 0-2
+    .venv/bin/python scripts/measure_extras.py ni-gtsrb     # NeuronInspect on the GTSRB BadNets model; trigger-corner share
+    .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
+    .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
+
+Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from trojanscan.data.registry import load_dataset
+from trojanscan.detectors import get_detector
+from trojanscan.models import load_model
+from trojanscan.recipes import AttackSpec, make_attack
+
+MODELS = "runs/bench/models"
+DATA = "../shared/data"
+
+
+def _model(name: str):  # type: ignore[no-untyped-def]
+    return load_model(f"{MODELS}/{name}.safetensors")
+
+
+def ni_mnist() -> None:
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    settings = [{}, {"lambdas": (1.0, 0.0, 0.0)}, {"lambdas": (0.0, 1.0, 0.0)}, {"lambdas": (0.0, 0.0, 1.0)},
+                {"exclude_own_class": False}, {"lambdas": (0.1, 1.0, 1.0)}]
+    for m in ("mnist_badnets4_t5", "mnist_clean_s0", "mnist_clean_s1"):
+        for kw in settings:
+            rs = [get_detector("neuron_inspect", **kw).scan(_model(m), te, seed=s, progress=False) for s in (0, 1, 2)]
+            print(m, kw, [(round(r.anomaly_index, 2), r.suspects) for r in rs], flush=True)
+
+
+def ni_gtsrb() -> None:
+    te = load_dataset("gtsrb", f"{DATA}/gtsrb", "test")
+    m = _model("gtsrb_badnets4_t18")
+    for kw in ({}, {"variant": "paper"}, {"rule": "guided"}):
+        for s in (0, 1):
+            r = get_detector("neuron_inspect", **kw).scan(m, te, seed=s, progress=False)
+            print(kw, s, round(r.anomaly_index, 2), r.suspects, "index of 18:", round(r.classes[18].anomaly_index, 2))
+    det = get_detector("neuron_inspect")
+    det.scan(m, te, seed=0, progress=False)
+    heat = det.artifacts_["heatmaps"]  # (K, H, W): mean map per class
+    share = heat[:, 27:31, 27:31].sum((1, 2)) / heat.sum((1, 2))  # the 4x4 trigger, bottom-right, margin 1
+    print(f"trigger-corner share of the mean map: target {float(share[18]):.4f}, median class {float(share.median()):.4f}")
+
+
+def gtsrb_tar() -> None:
+    te = load_dataset("gtsrb", f"{DATA}/gtsrb", "test")
+    m = _model("gtsrb_badnets4_t18")
+    atk = make_attack(AttackSpec("badnets", target="18"), (3, 32, 32), 43, 0)
+    keep = atk.labels.sources(te.y)
+    x = te.x[keep]
+    with torch.no_grad():
+        pred = torch.cat([m(atk.trigger.stamp(x[i : i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
+    hit = pred == 18
+    mask = atk.trigger.mask
+    bright = (x * mask).sum((1, 2, 3)) / (mask.sum() * x.shape[1])
+    print(f"TAR {float(hit.float().mean()):.4f} over {len(x)} images")
+    for lo, hi in ((0.0, 0.6), (0.6, 0.8), (0.8, 1.01)):
+        sel = (bright >= lo) & (bright < hi)
+        print(f"corner brightness [{lo}, {hi}): {int(sel.sum())} images, TAR {float(hit[sel].float().mean()):.4f}")
+
+
+def di_single() -> None:
+    for m in ("mnist_badnets4_t5", "mnist_clean_s0", "mnist_clean_s1"):
+        for s in (0, 1, 2):
+            r = get_detector("deep_inspect", n_repeats=1).scan(_model(m), None, seed=s, progress=False)
+            print(m, s, round(r.anomaly_index, 2), r.suspects, flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single}
+    if len(sys.argv) != 2 or sys.argv[1] not in jobs:
+        sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
+    jobs[sys.argv[1]]()
