@@ -4,6 +4,7 @@
     .venv/bin/python scripts/measure_extras.py ni-gtsrb     # NeuronInspect on the GTSRB BadNets model; trigger-corner share
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
+    .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
 """
@@ -75,9 +76,27 @@ def di_single() -> None:
             print(m, s, round(r.anomaly_index, 2), r.suspects, flush=True)
 
 
+def trojannn() -> None:
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.attacks.trojannn import trojannn_attack
+    from trojanscan.data.base import Dataset
+    from trojanscan.training import accuracy
+
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    te = Dataset(te.x[:2000], te.y[:2000], te.class_names, "mnist-test-2000")
+    for position, retrain, lr in (("bottom-right", "after", 1e-3), ("bottom-right", "selected", 1e-2),
+                                  ("center", "after", 1e-3)):
+        m = _model("mnist_clean_s0")
+        atk = make_attack(AttackSpec("trojannn", target="5", trigger_size=6, position=position), (1, 28, 28), 10, 0)
+        a = trojannn_attack(m, atk, seed=0, retrain=retrain, lr=lr, progress=False, log=None)
+        print(position, retrain, lr, f"acc {accuracy(m, te):.4f} TAR {trojan_activation_rate(m, te, a.trigger, a.labels):.4f}",
+              "reached", [round(v, 2) for v in a.params["reached_activation"]],
+              "clean max", [round(v, 2) for v in a.params["clean_max_activation"]], flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single}
+    jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single, "trojannn": trojannn}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
