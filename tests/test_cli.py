@@ -100,3 +100,20 @@ def test_scan_exit_codes_and_reports(files: dict[str, Path], tmp_path: Path, cap
         text = html.read_text()
         assert "data:image/png;base64," in text and d["verdict"].upper() in text.upper()
         assert ("TROJANED" if want else "BENIGN") in out
+
+
+def test_scan_familywise_cutoff(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --familywise Sidak-corrects the cutoff for the 10 classes: 2 -> 2.83, same per-class indices
+    reps = {}
+    for fw in (False, True):
+        rep = tmp_path / f"fw{int(fw)}.json"
+        args = ["scan", str(files["trojaned"]), "--data", str(files["npz"]), "--method", "neuron_inspect",
+                "--json", str(rep), "--no-progress"] + (["--familywise"] if fw else [])
+        code, out, err = _run(args, capsys)
+        assert code in (0, 1), err
+        reps[fw] = json.loads(rep.read_text())
+    assert reps[False]["cutoff"] == 2.0 and reps[True]["cutoff"] == pytest.approx(2.83061, abs=1e-5)
+    assert reps[True]["config"]["familywise"] is True
+    assert [c["anomaly_index"] for c in reps[True]["classes"]] == [c["anomaly_index"] for c in reps[False]["classes"]]
+    assert reps[True]["suspects"] == [c for c in reps[False]["suspects"]
+                                      if reps[False]["classes"][c]["anomaly_index"] > reps[True]["cutoff"]]

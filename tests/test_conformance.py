@@ -56,17 +56,18 @@ def test_default_construction_stores_only(name: str) -> None:
         if p.name != "self":
             assert p.default is not inspect.Parameter.empty, f"{name}.{p.name} has no default"
             assert params[p.name] == p.default
-    assert {"cutoff", "alpha"} <= set(params)
+    assert {"cutoff", "alpha", "familywise"} <= set(params)
     assert type(det).__name__ in repr(det)
     with pytest.raises(TypeError):
         type(det)(no_such_parameter=1)
 
 
 @pytest.mark.parametrize("name", DETECTORS)
-@pytest.mark.parametrize("bad", [{"cutoff": -1.0}, {"cutoff": float("nan")}, {"alpha": 0.0}, {"alpha": 1.5}])
+@pytest.mark.parametrize("bad", [{"cutoff": -1.0}, {"cutoff": float("nan")}, {"alpha": 0.0}, {"alpha": 1.5},
+                                 {"familywise": "yes"}])
 def test_bad_common_parameters_rejected(name: str, bad: dict[str, Any], trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
     det = get_detector(name, **{**_fast(name), **bad})
-    with pytest.raises(InvalidInputError, match="alpha|cutoff"):
+    with pytest.raises(InvalidInputError, match="alpha|cutoff|familywise"):
         det.scan(trojaned_model.model, _clean_data(digits), progress=False)
 
 
@@ -125,3 +126,19 @@ def test_bad_data_rejected(name: str, trojaned_model, digits) -> None:  # type: 
         det.scan(model.module, None, progress=False)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="seed"):
         det.scan(model, None, seed=-1, progress=False)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_familywise_scan_equals_rethresholded_report(name: str, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    """familywise=True only moves the cutoff (Sidak for 10 classes); rethreshold() reproduces it from a saved report."""
+    from trojanscan.scan import rethreshold
+    from trojanscan.stats import familywise_cutoff
+
+    data = _clean_data(digits)
+    plain = get_detector(name, **_fast(name)).scan(trojaned_model.model, data, seed=3, progress=False)
+    fw = get_detector(name, **_fast(name), familywise=True).scan(trojaned_model.model, data, seed=3, progress=False)
+    assert fw.cutoff == pytest.approx(familywise_cutoff(2.0, 10))
+    assert [c.anomaly_index for c in fw.classes] == [c.anomaly_index for c in plain.classes]
+    again = rethreshold(ScanReport.from_json(plain.to_json()), familywise=True)
+    assert _comparable(again) == _comparable(fw)
+    assert _comparable(rethreshold(again, familywise=False)) == _comparable(plain)

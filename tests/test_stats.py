@@ -65,6 +65,25 @@ def test_deviation_factors_use_left_subgroup_only() -> None:
     assert stats.decide(values, test="dmad").suspects == [0]
 
 
+def test_familywise_cutoff_reference() -> None:
+    # Sidak: per-label alpha = 1 - (1 - alpha(2))^(1/K); alpha(2) = 0.0455003
+    assert stats.familywise_cutoff(2.0, 1) == 2.0
+    assert stats.familywise_cutoff(2.0, 10) == pytest.approx(2.83061, abs=1e-5)  # per label 0.0046460
+    assert stats.familywise_cutoff(2.0, 43) == pytest.approx(3.26819, abs=1e-5)  # per label 0.0010824
+    per = 1 - (1 - stats.alpha_from_cutoff(3.0)) ** (1 / 7)
+    assert stats.familywise_cutoff(3.0, 7) == pytest.approx(stats.cutoff_from_alpha(per), rel=1e-9)
+    with pytest.raises(InvalidInputError, match="num_classes"):
+        stats.familywise_cutoff(2.0, 0)
+
+
+@given(st.floats(0.5, 5.0), st.integers(2, 1000))
+def test_familywise_cutoff_grows_with_classes(c: float, k: int) -> None:
+    fk = stats.familywise_cutoff(c, k)
+    assert c < fk < stats.familywise_cutoff(c, k + 1) + 1e-12
+    # the per-model error of the corrected cutoff is the per-label error of c
+    assert 1 - (1 - stats.alpha_from_cutoff(fk)) ** k == pytest.approx(stats.alpha_from_cutoff(c), rel=1e-6)
+
+
 def test_cutoff_alpha_reference_and_round_trip() -> None:
     assert stats.cutoff_from_alpha(0.05) == pytest.approx(1.959964, abs=1e-6)
     assert stats.cutoff_from_alpha(0.01) == pytest.approx(2.575829, abs=1e-6)

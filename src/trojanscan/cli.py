@@ -59,6 +59,8 @@ def scan(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same report)")] = 0,
     alpha: Annotated[float | None, typer.Option(help="Significance level (sets the cutoff)")] = None,
     cutoff: Annotated[float | None, typer.Option(help="Anomaly-index cutoff (default 2)")] = None,
+    familywise: Annotated[bool, typer.Option(
+        help="Sidak-correct the cutoff for the number of classes: a false-alarm rate per model, not per label")] = False,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Number of classes (default: metadata or probe)")] = None,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.49,0.48,0.45")] = None,
@@ -96,8 +98,8 @@ def scan(
         base = json_out if json_out is not None else html_out
         assert base is not None
         artifact_dir = base.parent / f"{base.stem}_files"
-    outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, progress=progress,
-                         artifact_dir=artifact_dir)
+    outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, familywise=familywise,
+                         progress=progress, artifact_dir=artifact_dir)
     rep = outcome.report
     _print_summary(rep)
     if json_out is not None:

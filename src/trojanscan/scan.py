@@ -73,6 +73,7 @@ def scan_model(
     seed: int = 0,
     cutoff: float | None = None,
     alpha: float | None = None,
+    familywise: bool = False,
     progress: bool = True,
     artifact_dir: str | os.PathLike[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
@@ -80,6 +81,7 @@ def scan_model(
 ) -> ScanOutcome:
     """Scan with one registered detector, or with every one (``method="all"``) and combine.
 
+    ``cutoff``/``alpha``/``familywise`` override every detector's decision settings.
     Each report gets a ``trojan_probability`` from ``calibration`` (default: the shipped curves,
     :mod:`trojanscan.calibration`) when its detector has one; the combined report pools them.
     """
@@ -96,6 +98,8 @@ def scan_model(
             hp["cutoff"] = cutoff
         if alpha is not None:
             hp["alpha"] = alpha
+        if familywise:
+            hp["familywise"] = True
         det = get_detector(name, **hp)
         rep = det.scan(model, data, seed=seed, progress=progress,
                        artifact_dir=Path(artifact_dir) if artifact_dir is not None else None)
@@ -109,3 +113,37 @@ def scan_model(
     combined = replace(combine(reports), runtime_s=time.perf_counter() - t0,
                        trojan_probability=pooled_probability(probs) if probs else None)
     return ScanOutcome(combined, artifacts)
+
+
+def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float | None = None,
+                familywise: bool = False) -> ScanReport:
+    """The decision ``report`` would have had at another cutoff, without scanning again.
+
+    The per-class anomaly indices (and statistics, runtime, probability) do not depend on the cutoff,
+    so only ``cutoff``, ``suspects``, ``verdict`` change; ``cutoff``/``alpha`` default to the report's
+    own cutoff, ``familywise`` Sidak-corrects it for the number of classes
+    (:func:`trojanscan.stats.familywise_cutoff`). A combined report (``method="all"``) is re-decided
+    detector by detector and combined again, its trojan probability kept.
+    """
+    from trojanscan import stats
+
+    if cutoff is not None and alpha is not None:
+        raise InvalidInputError("give cutoff or alpha, not both")
+    if not isinstance(familywise, bool):
+        raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
+    if report.reports:
+        subs = {k: rethreshold(r, cutoff=cutoff, alpha=alpha, familywise=familywise) for k, r in report.reports.items()}
+        return replace(combine(subs), runtime_s=report.runtime_s, trojan_probability=report.trojan_probability)
+    if cutoff is None and alpha is None:  # the report's own setting, before any family-wise correction
+        if report.config.get("alpha") is not None:
+            alpha = float(report.config["alpha"])
+        else:
+            cutoff = float(report.config.get("cutoff", report.cutoff))
+    c = stats.cutoff_from_alpha(alpha) if alpha is not None else stats.check_cutoff(cutoff)  # type: ignore[arg-type]
+    config = {**report.config, "cutoff": cutoff if cutoff is not None else report.config.get("cutoff", 2.0),
+              "alpha": alpha, "familywise": familywise}
+    if familywise:
+        c = stats.familywise_cutoff(c, len(report.classes))
+    order = sorted(report.classes, key=lambda cr: (-cr.anomaly_index, cr.statistic))
+    suspects = [cr.label for cr in order if cr.anomaly_index > c]
+    return replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign", config=config)

@@ -14,6 +14,11 @@ Conventions (documented in docs/METHODS.md):
 - **Cutoff vs significance level** (DeepInspect Eq. 7): ``c = Phi^-1(1 - alpha/2)``. The equation as
   printed (alpha = 1 - Q(c)) cannot be meant literally (it gives alpha = 0.977 at c = 2); the two-sided
   normal tail reproduces the paper's stated pairing alpha = 0.05 <-> c = 2 (1.96).
+- **Family-wise cutoff** (optional, not in the papers): the per-label cutoff c holds the error of
+  *one* clean label at alpha(c); a model has K labels, so a clean model is flagged with probability
+  about 1 - (1 - alpha)^K (0.37 for K = 10 at c = 2). :func:`familywise_cutoff` applies the Sidak
+  correction, alpha_K = 1 - (1 - alpha)^(1/K), so that alpha(c) becomes the error per *model*:
+  c = 2 gives 2.83 for K = 10 and 3.27 for K = 43 (docs/methods/statistics.md).
 """
 
 from __future__ import annotations
@@ -88,6 +93,18 @@ def alpha_from_cutoff(cutoff: float) -> float:
     """Inverse of :func:`cutoff_from_alpha`: ``alpha = 2 * Q(c)``."""
     check_cutoff(cutoff)
     return float(2.0 * norm.sf(float(cutoff)))
+
+
+def familywise_cutoff(cutoff: float, num_classes: int) -> float:
+    """Sidak-corrected cutoff: the per-label cutoff whose error over ``num_classes`` labels is ``alpha(cutoff)``."""
+    check_cutoff(cutoff)
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise InvalidInputError(f"num_classes must be an int >= 1; got {num_classes!r}")
+    if num_classes == 1:
+        return float(cutoff)
+    alpha = alpha_from_cutoff(cutoff)
+    per_label = -math.expm1(math.log1p(-alpha) / num_classes)  # 1 - (1 - alpha)^(1/K), accurate for small alpha
+    return float(norm.isf(per_label / 2.0))
 
 
 def check_cutoff(cutoff: float) -> float:

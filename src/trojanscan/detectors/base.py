@@ -46,8 +46,10 @@ class Detector(ABC):
     """Base class: ``Detector(**hyperparameters).scan(model, data, seed=0) -> ScanReport``.
 
     Constructors only store hyperparameters (scikit-learn's rule); they are validated when
-    :meth:`scan` starts. Every subclass takes ``cutoff`` (default 2.0) and ``alpha`` (None; when set,
-    it overrides ``cutoff`` through :func:`trojanscan.stats.cutoff_from_alpha`).
+    :meth:`scan` starts. Every subclass takes ``cutoff`` (default 2.0), ``alpha`` (None; when set,
+    it overrides ``cutoff`` through :func:`trojanscan.stats.cutoff_from_alpha`) and ``familywise``
+    (False; when True the cutoff is Sidak-corrected for the model's number of classes,
+    :func:`trojanscan.stats.familywise_cutoff`, so that it bounds the false-alarm rate per model).
     After a scan, ``self.artifacts_`` holds the tensors behind the report (triggers, heatmaps).
     """
 
@@ -108,7 +110,7 @@ class Detector(ABC):
         k = model.num_classes
         if len(out.statistics) != k:
             raise RuntimeError(f"internal error: {self.name} returned {len(out.statistics)} statistics for {k} classes")
-        decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(), test=self.test)
+        decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(k), test=self.test)
         classes = [
             ClassResult(
                 label=i,
@@ -145,15 +147,22 @@ class Detector(ABC):
             notes=list(out.notes),
         )
 
-    def effective_cutoff(self) -> float:
+    def effective_cutoff(self, num_classes: int | None = None) -> float:
+        """The per-label cutoff: ``cutoff`` or the one ``alpha`` gives; Sidak-corrected for ``num_classes`` if ``familywise``."""
         alpha = getattr(self, "alpha", None)
-        return stats.cutoff_from_alpha(alpha) if alpha is not None else stats.check_cutoff(getattr(self, "cutoff", 2.0))
+        c = stats.cutoff_from_alpha(alpha) if alpha is not None else stats.check_cutoff(getattr(self, "cutoff", 2.0))
+        if getattr(self, "familywise", False) and num_classes is not None:
+            c = stats.familywise_cutoff(c, num_classes)
+        return c
 
     def _check_common(self) -> None:
         alpha = getattr(self, "alpha", None)
         if alpha is not None:
             stats.cutoff_from_alpha(alpha)
         stats.check_cutoff(getattr(self, "cutoff", 2.0))
+        fw = getattr(self, "familywise", False)
+        if not isinstance(fw, bool):
+            raise InvalidInputError(f"familywise must be True or False; got {fw!r}")
 
     @abstractmethod
     def _check_params(self) -> None:

@@ -97,7 +97,8 @@ class DeepInspect(Detector):
       whose per-class statistics are averaged before the test (the paper averages 10 repeated runs, §4.3).
     - auto-encoder (§4.2): ``use_autoencoder`` (None = automatic above :data:`AUTOENCODER_ABOVE` input
       values), ``latent_dim``, ``ae_steps``.
-    - decision: ``cutoff`` (2.0, the paper's c) or ``alpha`` (significance level, Eq. 7).
+    - decision: ``cutoff`` (2.0, the paper's c) or ``alpha`` (significance level, Eq. 7); ``familywise``
+      Sidak-corrects it for the number of classes (a per-model false-alarm rate; not in the paper).
     """
 
     name: ClassVar[str] = "deep_inspect"
@@ -130,6 +131,7 @@ class DeepInspect(Detector):
         ae_steps: int = 300,
         cutoff: float = 2.0,
         alpha: float | None = None,
+        familywise: bool = False,
     ) -> None:
         self.n_per_class = n_per_class
         self.inversion_steps = inversion_steps
@@ -155,6 +157,7 @@ class DeepInspect(Detector):
         self.ae_steps = ae_steps
         self.cutoff = cutoff
         self.alpha = alpha
+        self.familywise = familywise
 
     def _check_params(self) -> None:
         for name in ("n_per_class", "inversion_steps", "steps", "batch_size", "z_dim", "embed_dim", "hidden",

@@ -265,6 +265,7 @@ class NeuralCleanse(Detector):
         as hold ``PASS_VALUES`` (2**23) input values, e.g. 10,700 MNIST or 2,730 GTSRB images, 55 at 224x224x3.
     inversion_per_class: model-inversion images per class when no clean data is given.
     cutoff, alpha: MAD anomaly-index cutoff (2.0) or significance level overriding it.
+    familywise: Sidak-correct the cutoff for the number of classes (per-model false-alarm rate; not in the paper).
     """
 
     name: ClassVar[str] = "neural_cleanse"
@@ -291,6 +292,7 @@ class NeuralCleanse(Detector):
         inversion_per_class: int = 10,
         cutoff: float = 2.0,
         alpha: float | None = None,
+        familywise: bool = False,
     ) -> None:
         self.init_cost = init_cost
         self.lr = lr
@@ -310,6 +312,7 @@ class NeuralCleanse(Detector):
         self.inversion_per_class = inversion_per_class
         self.cutoff = cutoff
         self.alpha = alpha
+        self.familywise = familywise
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:

@@ -158,6 +158,8 @@ class NeuronInspect(Detector):
         (:func:`trojanscan.inversion.invert`).
     cutoff, alpha:
         Anomaly-index cutoff (paper: 2) or a significance level that overrides it.
+    familywise:
+        Sidak-correct the cutoff for the number of classes (a per-model false-alarm rate; not in the paper).
     """
 
     name: ClassVar[str] = "neuron_inspect"
@@ -179,6 +181,7 @@ class NeuronInspect(Detector):
         inversion_steps: int = 300,
         cutoff: float = 2.0,
         alpha: float | None = None,
+        familywise: bool = False,
     ) -> None:
         self.n_images = n_images
         self.lambdas = lambdas
@@ -193,6 +196,7 @@ class NeuronInspect(Detector):
         self.inversion_steps = inversion_steps
         self.cutoff = cutoff
         self.alpha = alpha
+        self.familywise = familywise
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
