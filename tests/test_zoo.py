@@ -144,6 +144,20 @@ def test_scan_zoo_end_to_end(zoo: tuple[Path, Path], tmp_path: Path) -> None:
     assert {r["model"] for r in again["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
     assert again["metrics"] == doc["metrics"] | {"neuron_inspect": again["metrics"]["neuron_inspect"]}
     assert again["metrics"]["neuron_inspect"]["roc_auc"] == 1.0
+    # --familywise re-decides the saved reports (no rescan): same indices, cutoff 2.83 for 10 classes
+    fw = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, familywise=True, progress=False)
+    assert {r["model"] for r in fw["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
+    saved = json.loads((out / "reports" / "clean.json").read_text())
+    assert saved["cutoff"] == pytest.approx(2.83061, abs=1e-5) and saved["config"]["familywise"] is True
+    fw_rows = {r["model"]: r for r in fw["models"]}
+    for name in ("troj.safetensors", "clean.safetensors"):
+        a, b = rows[name]["methods"]["neuron_inspect"], fw_rows[name]["methods"]["neuron_inspect"]
+        assert a["anomaly_index"] == b["anomaly_index"]
+        assert b["verdict"] == ("trojaned" if b["anomaly_index"] > saved["cutoff"] else "benign")
+    # other detector settings are not reused: the model is scanned again
+    other = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, progress=False,
+                     params={"neuron_inspect": {"n_images": 10}})
+    assert not any(r.get("resumed") for r in other["models"])
 
 
 def test_scan_zoo_in_worker_processes(zoo: tuple[Path, Path], tmp_path: Path) -> None:

@@ -323,6 +323,8 @@ def scan_zoo_cmd(
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per CPU core)")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (needs the optional 'ray' extra)")] = None,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W for TorchScript files without a sidecar")] = None,
+    familywise: Annotated[bool, typer.Option(
+        help="Sidak-correct the cutoff for the number of classes (false alarms per model); reuses saved reports")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Scan every model in a folder; per detector ROC-AUC, cross-entropy, Brier, FP/FN, target accuracy, time."""
@@ -331,7 +333,8 @@ def scan_zoo_cmd(
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {str(out)!r} exists and is not a folder")
     doc = scan_zoo(directory, out, truth=truth, data=data or [], method=method, seed=seed, workers=workers,
-                   ray_address=ray_address, input_shape=_ints(input_shape, "input-shape"), progress=progress)
+                   ray_address=ray_address, input_shape=_ints(input_shape, "input-shape"), familywise=familywise,
+                   progress=progress)
     typer.echo(f"{doc['n_models']} models scanned ({doc['n_failed']} failed) in {doc['wall_s']:.0f} s")
     for meth, s in doc["metrics"].items():
         auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"

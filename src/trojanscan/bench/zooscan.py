@@ -108,6 +108,23 @@ class _Job:
     threads: int
     params: dict[str, dict[str, Any]] | None
     input_shape: tuple[int, int, int] | None
+    familywise: bool = False
+
+
+_DECISION_KEYS = ("cutoff", "alpha", "familywise")  # settings rethreshold() changes without a rescan
+
+
+def _same_settings(old: Any, params: dict[str, dict[str, Any]] | None) -> bool:
+    """Whether a saved report was made with ``params`` (decision settings aside: those are re-applied)."""
+    subs = old.reports if old.reports else {old.method: old}
+    for det, hp in (params or {}).items():
+        if det in subs:
+            cfg = subs[det].config
+            for k, v in hp.items():
+                if k not in _DECISION_KEYS and json.loads(json.dumps(cfg.get(k), default=str)) != json.loads(
+                        json.dumps(v, default=str)):
+                    return False
+    return True
 
 
 def _row_from_report(name: str, rep: Any, elapsed: float, data_source: str) -> dict[str, Any]:
@@ -136,22 +153,27 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         from trojanscan.data.registry import load_clean_data
         from trojanscan.models.io import load_model
         from trojanscan.report.scan_report import ScanReport
-        from trojanscan.scan import scan_model
+        from trojanscan.scan import rethreshold, scan_model
 
         report_path = Path(job.out_dir) / "reports" / (Path(job.path).stem + ".json")
         digest = sha256_file(job.path)
         if report_path.is_file():  # resume: same model bytes, method and seed
             try:
                 old = ScanReport.from_json(report_path.read_text())
-                if old.model.sha256 == digest and old.method == job.method and old.seed == job.seed:
-                    return _row_from_report(name, old, old.runtime_s, old.data.source) | {"resumed": True}
+                if (old.model.sha256 == digest and old.method == job.method and old.seed == job.seed
+                        and _same_settings(old, job.params)):
+                    new = rethreshold(old, familywise=job.familywise)
+                    if new != old:
+                        write_text_atomic(report_path, new.to_json() + "\n")
+                    return _row_from_report(name, new, new.runtime_s, new.data.source) | {"resumed": True}
             except Exception:  # noqa: BLE001 - an unreadable old report is simply redone
                 pass
         model = load_model(job.path, input_shape=job.input_shape)
         model.metadata.update(path=str(job.path), sha256=digest)
         path = dict(job.data_by_shape).get(tuple(model.input_shape))
         data = load_clean_data(path) if path is not None else None  # only the file of this model's shape
-        outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=job.params)
+        outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=job.params,
+                             familywise=job.familywise)
         rep = outcome.report
         write_text_atomic(report_path, rep.to_json() + "\n")
         return _row_from_report(name, rep, time.perf_counter() - t0, rep.data.source)
@@ -304,9 +326,14 @@ def scan_zoo(
     ray_address: str | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     input_shape: Sequence[int] | None = None,
+    familywise: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary."""
+    """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary.
+
+    ``familywise``: Sidak-correct every detector's cutoff for the model's number of classes. A saved report of
+    the same model, method, seed and detector settings is reused (resume), re-decided at the requested cutoff.
+    """
     from trojanscan.detectors.base import list_detectors
 
     if method != "all" and method not in list_detectors():
@@ -323,7 +350,10 @@ def scan_zoo(
     n_workers = min(len(models), workers if workers is not None else cores)
     threads = max(1, cores // max(1, n_workers))
     outp = Path(out)
-    jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape) for m in models]  # type: ignore[arg-type]
+    if not isinstance(familywise, bool):
+        raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
+    jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape, familywise)  # type: ignore[arg-type]
+            for m in models]
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
