@@ -5,6 +5,7 @@
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
+    .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
 """
@@ -94,9 +95,39 @@ def trojannn() -> None:
               "clean max", [round(v, 2) for v in a.params["clean_max_activation"]], flush=True)
 
 
+def patching() -> None:
+    """The fine-tuning step of patch_deep_inspect (same scan seed, inversion seed and size), several settings."""
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.inversion import invert
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+    from trojanscan.training import accuracy
+
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    plain = {"distill": 0.0, "mixup_distill": 0.0, "noise": 0.0}
+    settings: list[dict[str, object]] = [plain, {**plain, "seed": 1}, {}, {"seed": 1}, {"epochs": 20},
+                                         {"epochs": 20, "seed": 1}, {"epochs": 20, "seed": 2}, {"stamp_fraction": 0.3}]
+    for name, spec in (("mnist_badnets4_t5", AttackSpec("badnets", target="5")),
+                       ("mnist_blend_t5", AttackSpec("blend", target="5", alpha=0.1))):
+        m = _model(name)
+        atk = make_attack(spec, (1, 28, 28), 10, 0)
+        det = get_detector("deep_inspect")
+        rep = det.scan(m, None, seed=0, progress=False)
+        triggers = generator_triggers(det.generators_)
+        inv = invert(m, n_per_class=20, seed=1).data
+
+        tar = trojan_activation_rate(m, te, atk.trigger, atk.labels)
+        print(name, "flagged", rep.suspects, f"acc {accuracy(m, te):.4f} TAR {tar:.4f}")
+        for kw in settings:
+            r = finetune_with_triggers(m, inv, additive_stamper(triggers, rep.suspects), **kw)  # type: ignore[arg-type]
+            print(" ", kw, "lr", r.lr, f"acc {accuracy(r.model, te):.4f}",
+                  f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}", flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single, "trojannn": trojannn}
+    jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
+            "trojannn": trojannn, "patching": patching}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

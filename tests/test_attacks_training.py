@@ -118,3 +118,26 @@ def test_train_rejects_bad_config(digits: tuple[Dataset, Dataset], clean_model) 
     for cfg, msg in ((TrainConfig(epochs=0), "epochs"), (TrainConfig(lr=-1.0), "lr"), (TrainConfig(optimizer="x"), "optimizer")):
         with pytest.raises(InvalidInputError, match=msg):
             train(clean_model.model, tr, cfg, progress=False, log=None)
+
+
+def test_freeze_norm_stats_keeps_batchnorm_running_statistics() -> None:
+    from torch import nn
+
+    from trojanscan.models.classifier import Classifier
+
+    def make() -> Classifier:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(4 * 8 * 8, 3))
+        return Classifier(net, (1, 8, 8), 3)
+
+    g = torch.Generator().manual_seed(0)
+    data = Dataset(torch.rand(64, 1, 8, 8, generator=g), torch.randint(3, (64,), generator=g), ["a", "b", "c"], "d")
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-2)
+    frozen, free = make(), make()
+    bn_before = frozen.module[1].running_mean.clone()
+    train(frozen, data, cfg, freeze_norm_stats=True, progress=False, log=None)
+    train(free, data, cfg, progress=False, log=None)
+    assert torch.equal(frozen.module[1].running_mean, bn_before)
+    assert not torch.equal(free.module[1].running_mean, bn_before)
+    assert not torch.equal(frozen.module[1].weight, make().module[1].weight)  # its affine weights still train

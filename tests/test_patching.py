@@ -37,7 +37,8 @@ def test_stampers_and_bad_parameters(trojaned_model, digits) -> None:  # type: i
     data = digits[0].subset(torch.arange(50), "d")
     st = mask_stamper(torch.ones(1, 28, 28), torch.ones(1, 1, 28, 28), [0])
     for kw, msg in (({"stamp_fraction": 0.0}, "stamp_fraction"), ({"holdout_fraction": 1.0}, "holdout"),
-                    ({"lrs": (-1.0,)}, "lrs")):
+                    ({"lrs": (-1.0,)}, "lrs"), ({"distill": -1.0}, "distill"), ({"mixup_distill": float("nan")}, "mixup"),
+                    ({"noise": float("inf")}, "noise")):
         with pytest.raises(InvalidInputError, match=msg):
             finetune_with_triggers(trojaned_model.model, data, st, **kw)  # type: ignore[arg-type]
 
@@ -50,3 +51,48 @@ def test_tied_holdout_scores_pick_the_larger_learning_rate(clean_model, digits) 
     s = res.candidates
     assert s[1e-12] == s[2e-12]
     assert res.lr == 2e-12
+
+
+def test_without_distillation_it_is_the_papers_plain_fine_tuning(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    """distill = mixup_distill = noise = 0: cross-entropy on the substitutes, a share stamped, labels kept."""
+    import copy
+
+    from trojanscan.training import TrainConfig, train
+
+    atk = trojaned_model.attack
+    stamper = mask_stamper(atk.trigger.mask[None], atk.trigger.pattern[None], [0])
+    data = digits[0].subset(torch.arange(300), "patch data")
+    res = finetune_with_triggers(trojaned_model.model, data, stamper, epochs=2, lrs=(1e-3,), seed=4,
+                                 distill=0, mixup_distill=0, noise=0)
+    g = torch.Generator().manual_seed(4)
+    perm = torch.randperm(len(data), generator=g)
+    fit = data.subset(perm[30:], "fit")
+
+    def transform(x, y, idx, gen):  # type: ignore[no-untyped-def]
+        sel = torch.rand(x.shape[0], generator=gen) < 0.15
+        x = x.clone()
+        if bool(sel.any()):
+            x[sel] = stamper(x[sel], gen)
+        return x, y
+
+    ref = copy.deepcopy(trojaned_model.model)
+    train(ref, fit, TrainConfig(epochs=2, batch_size=32, lr=1e-3), seed=4, batch_transform=transform, progress=False,
+          log=None)
+    for k, v in ref.state_dict().items():
+        assert torch.allclose(v, res.model.state_dict()[k], atol=1e-6), k
+
+
+def test_distillation_keeps_the_patched_model_closer_to_the_original(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    tr, te = digits
+    atk = trojaned_model.attack
+    model = trojaned_model.model
+    stamper = mask_stamper(atk.trigger.mask[None], atk.trigger.pattern[None], [0])
+    data = tr.subset(torch.arange(100), "few substitutes")
+    ref = model.predict(te.x)
+    keep = te.y != 5
+    agree = {}
+    for d in (0.0, 1.0):
+        res = finetune_with_triggers(model, data, stamper, epochs=4, lrs=(3e-3,), seed=0, distill=d, mixup_distill=d,
+                                     noise=0.1 * d)
+        agree[d] = float((res.model.predict(te.x)[keep] == ref[keep]).float().mean())
+    assert agree[1.0] > agree[0.0], agree

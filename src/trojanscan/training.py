@@ -24,6 +24,9 @@ from trojanscan.models.classifier import Classifier
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 """``(x, y, indices_in_dataset, generator) -> (x, y)`` applied to each training mini-batch."""
 
+LossFn = Callable[[Classifier, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+"""``(model, x, y, generator) -> scalar loss`` for one (transformed) mini-batch; replaces cross-entropy."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -74,10 +77,16 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     params: list[nn.Parameter] | None = None,
+    loss_fn: LossFn | None = None,
+    freeze_norm_stats: bool = False,
 ) -> TrainResult:
     """Train (or fine-tune) ``model`` in place on ``data`` with cross-entropy; see module docstring.
 
-    ``params`` restricts what is optimised (default: every parameter of the model).
+    ``params`` restricts what is optimised (default: every parameter of the model). ``loss_fn``
+    replaces the cross-entropy (e.g. patching's distillation term); it gets the batch after
+    ``batch_transform`` and the loop's generator. ``freeze_norm_stats`` keeps every batch-norm layer
+    in eval mode (running statistics used, not updated): fine-tuning on substitute data (TrojanNN,
+    patching) must not replace the statistics of the real data with those of the substitutes.
     The model is left in eval mode.
     """
     config.check()
@@ -105,9 +114,13 @@ def train(
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps_per_epoch * config.epochs)
         elif config.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps_per_epoch * config.epochs)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        ce = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         for epoch in range(config.epochs):
             model.train()
+            if freeze_norm_stats:
+                for m in model.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
             order = torch.randperm(n, generator=gen)
             total, count = 0.0, 0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
@@ -117,7 +130,7 @@ def train(
                 if batch_transform is not None:
                     xb, yb = batch_transform(xb, yb, idx, gen)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
+                loss = ce(model(xb), yb) if loss_fn is None else loss_fn(model, xb, yb, gen)
                 loss.backward()
                 opt.step()
                 if sched is not None:

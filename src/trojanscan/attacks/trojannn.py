@@ -151,7 +151,8 @@ def trojannn_attack(
     else:
         params = after
     try:
-        train(model, mix, cfg, seed=seed, params=params, progress=progress, log=log, evaluate=evaluate)
+        train(model, mix, cfg, seed=seed, params=params, freeze_norm_stats=True, progress=progress, log=log,
+              evaluate=evaluate)
     finally:
         for h in hooks:
             h.remove()

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from trojanscan.data.base import Dataset
 from trojanscan.detectors import get_detector
 from trojanscan.errors import InvalidInputError
+from trojanscan.generator import TriggerGenerator
 from trojanscan.inversion import invert
 from trojanscan.mitigation.patching import PatchResult, additive_stamper, finetune_with_triggers, mask_stamper
 from trojanscan.models.classifier import Classifier
@@ -55,6 +56,26 @@ def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | No
     return {"clean_acc_before": accuracy(before, eval_data), "clean_acc_after": accuracy(after, eval_data)}
 
 
+def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """``triggers(t, g)``: one trigger ``G_i(z, t_j)`` per label, ``G_i`` drawn at random among ``generators``
+    (a scan's ``n_repeats`` generators: more diverse triggers) and fresh noise ``z``."""
+    gens = list(generators)
+    if not gens:
+        raise InvalidInputError("no trigger generators given")
+
+    @torch.no_grad()
+    def triggers(t: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        which = torch.randint(len(gens), (t.shape[0],), generator=g)
+        out = torch.empty(t.shape[0], *gens[0].input_shape)
+        for i, gm in enumerate(gens):
+            sel = which == i
+            if bool(sel.any()):
+                out[sel] = gm(torch.randn(int(sel.sum()), gm.z_dim, generator=g), t[sel])
+        return out
+
+    return triggers
+
+
 def patch_deep_inspect(
     model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 20,
     epochs: int = 10, eval_data: Dataset | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -69,18 +90,7 @@ def patch_deep_inspect(
         raise RuntimeError("internal error: DeepInspect did not keep its generators")
     inv = invert(model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
 
-    @torch.no_grad()
-    def triggers(t: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        # each image gets a trigger from one of the scan's generators, drawn at random (more diverse triggers)
-        which = torch.randint(len(gens), (t.shape[0],), generator=g)
-        out = torch.empty(t.shape[0], *gens[0].input_shape)
-        for i, gm in enumerate(gens):
-            sel = which == i
-            if bool(sel.any()):
-                out[sel] = gm(torch.randn(int(sel.sum()), gm.z_dim, generator=g), t[sel])
-        return out
-
-    res = finetune_with_triggers(model, inv, additive_stamper(triggers, before.suspects), stamp_fraction=0.15,
+    res = finetune_with_triggers(model, inv, additive_stamper(generator_triggers(gens), before.suspects), stamp_fraction=0.15,
                                  holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log)
     after = get_detector("deep_inspect", **(params or {})).scan(res.model, None, seed=seed, progress=progress)
     return PatchOutcome("deep_inspect", before, after, res, _eval_metrics(model, res.model, eval_data))

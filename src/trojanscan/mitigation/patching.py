@@ -12,6 +12,20 @@ Both defences go through this one function and the one training loop:
 The selection score on the held-out split is the mean of (a) agreement with the original model on
 clean held-out images and (b) accuracy of the patched model on the held-out images stamped with the
 triggers (their true label): the first keeps clean accuracy, the second removes the backdoor.
+
+Keeping clean accuracy without clean data (our addition; both papers fine-tune with cross-entropy only).
+Substitute images cover little of the real input distribution, and cross-entropy on them lets the
+model drift where real images live: on MNIST the target class lost 40 points of recall. Three
+standard data-free distillation terms, all against the *original* model as the teacher, hold the
+patched model to the original's behaviour everywhere except on the triggers:
+
+- ``distill``: KL(teacher(x) || student(x')) on every training image, where x' is x with its
+  trigger (if stamped) and the teacher sees the un-stamped x: the soft form of "labels kept";
+- ``mixup_distill``: the same KL on mixtures ``lam*x_i + (1-lam)*x_j`` of two substitutes (covers
+  the space between them);
+- ``noise``: Gaussian noise (std ``noise``) on every substitute before stamping.
+
+``distill = mixup_distill = noise = 0`` is the papers' plain fine-tuning.
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from trojanscan.data.base import Dataset
 from trojanscan.errors import InvalidInputError
@@ -95,6 +110,9 @@ def finetune_with_triggers(
     epochs: int = 10,
     lrs: Sequence[float] = (1e-4, 3e-4, 1e-3),
     batch_size: int = 32,
+    distill: float = 1.0,
+    mixup_distill: float = 1.0,
+    noise: float = 0.1,
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -103,7 +121,8 @@ def finetune_with_triggers(
 
     The learning rate is chosen among ``lrs`` on a held-out ``holdout_fraction`` of ``data``; see the
     module docstring. ``data.y`` must hold the correct labels (for inverted data: the class each
-    image was inverted for). The input model is not modified.
+    image was inverted for). ``distill``, ``mixup_distill``, ``noise``: the clean-accuracy terms of the
+    module docstring (0 turns each off). The input model is not modified.
     """
     import time
 
@@ -113,6 +132,9 @@ def finetune_with_triggers(
         raise InvalidInputError(f"holdout_fraction must be in (0, 1); got {holdout_fraction!r}")
     if not lrs or any(lr <= 0 for lr in lrs):
         raise InvalidInputError(f"lrs must be positive learning rates; got {list(lrs)!r}")
+    for name, v in (("distill", distill), ("mixup_distill", mixup_distill), ("noise", noise)):
+        if not isinstance(v, int | float) or not v >= 0 or v == float("inf"):
+            raise InvalidInputError(f"{name} must be a non-negative number; got {v!r}")
     if len(data) < 10:
         raise InvalidInputError(f"patching needs at least 10 images; got {len(data)}")
     if bool((data.y < 0).any()):
@@ -125,19 +147,39 @@ def finetune_with_triggers(
     hold_stamped = stamper(hold.x, torch.Generator().manual_seed(seed + 1))
     reference = model.predict(hold.x)
 
-    def transform(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def kl(student_logits: torch.Tensor, teacher_x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = F.softmax(teacher(teacher_x), 1)
+        return F.kl_div(F.log_softmax(student_logits, 1), target, reduction="batchmean")
+
+    def loss_fn(student: Classifier, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if noise > 0:
+            x = (x + noise * torch.randn(x.shape, generator=gen)).clamp(0, 1)
         sel = torch.rand(x.shape[0], generator=gen) < stamp_fraction
+        xt = x.clone()
         if bool(sel.any()):
-            x = x.clone()
-            x[sel] = stamper(x[sel], gen)
-        return x, y
+            xt[sel] = stamper(x[sel], gen)
+        out = student(xt)
+        loss = F.cross_entropy(out, y)
+        if distill > 0:
+            loss = loss + distill * kl(out, x)
+        if mixup_distill > 0:
+            j = torch.randperm(x.shape[0], generator=gen)
+            lam = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen)
+            xm = lam * x + (1 - lam) * x[j]
+            loss = loss + mixup_distill * kl(student(xm), xm)
+        return loss
 
     models: dict[float, Classifier] = {}
     candidates: dict[float, dict[str, float]] = {}
     for lr in lrs:
         cand = copy.deepcopy(model)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=float(lr))
-        train(cand, fit, cfg, seed=seed, batch_transform=transform, progress=progress, log=None)
+        train(cand, fit, cfg, seed=seed, loss_fn=loss_fn, freeze_norm_stats=True, progress=progress, log=None)
         scores = _holdout_scores(cand, reference, hold, hold_stamped)
         candidates[float(lr)], models[float(lr)] = scores, cand
         if log is not None:
