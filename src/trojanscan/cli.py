@@ -234,6 +234,8 @@ def patch(
                                            "clean accuracy; 'none' = data-free")] = "none",
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs")] = 10,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
+    distill: Annotated[bool, typer.Option(
+        help="Distil towards the original model to keep clean accuracy (--no-distill: the papers' plain fine-tuning)")] = True,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
@@ -268,11 +270,11 @@ def patch(
         clean = load_clean_data(data)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     if method == "deep_inspect":
-        res = patch_deep_inspect(clf, params=params, seed=seed, epochs=epochs, eval_data=clean, progress=progress,
-                                 log=log)
+        res = patch_deep_inspect(clf, params=params, seed=seed, epochs=epochs, eval_data=clean, distill=distill,
+                                 progress=progress, log=log)
     else:
         res = patch_neural_cleanse(clf, clean, params=params, seed=seed, epochs=epochs, eval_data=clean,
-                                   progress=progress, log=log)
+                                   distill=distill, progress=progress, log=log)
     prov = {**clf.metadata.get("provenance", {}), "patched": {"from_sha256": clf.metadata.get("sha256"),
                                                               **res.summary()}}
     res.patch.model.metadata = {**clf.metadata, "provenance": prov}

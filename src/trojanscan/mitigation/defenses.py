@@ -19,7 +19,15 @@ from trojanscan.detectors import get_detector
 from trojanscan.errors import InvalidInputError
 from trojanscan.generator import TriggerGenerator
 from trojanscan.inversion import invert
-from trojanscan.mitigation.patching import PatchResult, additive_stamper, finetune_with_triggers, mask_stamper
+from trojanscan.mitigation.patching import (
+    DISTILL,
+    MIXUP_DISTILL,
+    NOISE,
+    PatchResult,
+    additive_stamper,
+    finetune_with_triggers,
+    mask_stamper,
+)
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ScanReport
 from trojanscan.training import accuracy
@@ -56,6 +64,13 @@ def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | No
     return {"clean_acc_before": accuracy(before, eval_data), "clean_acc_after": accuracy(after, eval_data)}
 
 
+def _distill_terms(on: bool) -> dict[str, Any]:
+    if not isinstance(on, bool):
+        raise InvalidInputError(f"distill must be True or False; got {on!r}")
+    w = (DISTILL, MIXUP_DISTILL, NOISE) if on else (0.0, 0.0, 0.0)
+    return dict(zip(("distill", "mixup_distill", "noise"), w, strict=True))
+
+
 def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """``triggers(t, g)``: one trigger ``G_i(z, t_j)`` per label, ``G_i`` drawn at random among ``generators``
     (a scan's ``n_repeats`` generators: more diverse triggers) and fresh noise ``z``."""
@@ -78,9 +93,13 @@ def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torc
 
 def patch_deep_inspect(
     model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 20,
-    epochs: int = 10, eval_data: Dataset | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
+    epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True, progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
-    """DeepInspect patching (§5) with no clean data; ``eval_data`` (optional) only measures clean accuracy."""
+    """DeepInspect patching (§5) with no clean data; ``eval_data`` (optional) only measures clean accuracy.
+
+    ``distill``: the clean-accuracy terms of :func:`finetune_with_triggers` at their defaults (False: the
+    paper's plain fine-tuning)."""
     det = get_detector("deep_inspect", **(params or {}))
     before = det.scan(model, None, seed=seed, progress=progress)
     if not before.suspects:
@@ -91,17 +110,20 @@ def patch_deep_inspect(
     inv = invert(model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
 
     res = finetune_with_triggers(model, inv, additive_stamper(generator_triggers(gens), before.suspects), stamp_fraction=0.15,
-                                 holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log)
+                                 holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log,
+                                 **_distill_terms(distill))
     after = get_detector("deep_inspect", **(params or {})).scan(res.model, None, seed=seed, progress=progress)
     return PatchOutcome("deep_inspect", before, after, res, _eval_metrics(model, res.model, eval_data))
 
 
 def patch_neural_cleanse(
     model: Classifier, data: Dataset | None, *, params: dict[str, Any] | None = None, seed: int = 0,
-    n_per_class: int = 20, epochs: int = 10, eval_data: Dataset | None = None, progress: bool = True,
-    log: Callable[[str], None] | None = None,
+    n_per_class: int = 20, epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True,
+    progress: bool = True, log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
-    """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers."""
+    """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers.
+
+    ``distill`` as in :func:`patch_deep_inspect` (False: Neural Cleanse's plain unlearning)."""
     det = get_detector("neural_cleanse", **(params or {}))
     before = det.scan(model, data, seed=seed, progress=progress)
     if not before.suspects:
@@ -110,6 +132,7 @@ def patch_neural_cleanse(
     fit = data if data is not None and not bool((data.y < 0).any()) else invert(
         model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
     res = finetune_with_triggers(model, fit, mask_stamper(masks, patterns, before.suspects), stamp_fraction=0.2,
-                                 holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log)
+                                 holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log,
+                                 **_distill_terms(distill))
     after = get_detector("neural_cleanse", **(params or {})).scan(res.model, data, seed=seed, progress=progress)
     return PatchOutcome("neural_cleanse", before, after, res, _eval_metrics(model, res.model, eval_data))

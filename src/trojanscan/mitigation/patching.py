@@ -87,6 +87,9 @@ class PatchResult:
     seconds: float = 0.0
 
 
+#: Default weights of the clean-accuracy terms (module docstring): distillation, mixup distillation, noise std.
+DISTILL, MIXUP_DISTILL, NOISE = 1.0, 1.0, 0.1
+
 #: Held-out scores closer than this count as a tie (then the larger learning rate wins).
 TIE = 1e-3
 
@@ -110,9 +113,9 @@ def finetune_with_triggers(
     epochs: int = 10,
     lrs: Sequence[float] = (1e-4, 3e-4, 1e-3),
     batch_size: int = 32,
-    distill: float = 1.0,
-    mixup_distill: float = 1.0,
-    noise: float = 0.1,
+    distill: float = DISTILL,
+    mixup_distill: float = MIXUP_DISTILL,
+    noise: float = NOISE,
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
