@@ -107,11 +107,13 @@ def test_scan_familywise_cutoff(files: dict[str, Path], tmp_path: Path, capsys: 
     reps = {}
     for fw in (False, True):
         rep = tmp_path / f"fw{int(fw)}.json"
+        html = tmp_path / f"fw{int(fw)}.html"
         args = ["scan", str(files["trojaned"]), "--data", str(files["npz"]), "--method", "neuron_inspect",
-                "--json", str(rep), "--no-progress"] + (["--familywise"] if fw else [])
+                "--json", str(rep), "--html", str(html), "--no-progress"] + (["--familywise"] if fw else [])
         code, out, err = _run(args, capsys)
         assert code in (0, 1), err
         reps[fw] = json.loads(rep.read_text())
+        assert ("family-wise" in out) == fw and ("family-wise" in html.read_text()) == fw
     assert reps[False]["cutoff"] == 2.0 and reps[True]["cutoff"] == pytest.approx(2.83061, abs=1e-5)
     assert reps[True]["config"]["familywise"] is True
     assert [c["anomaly_index"] for c in reps[True]["classes"]] == [c["anomaly_index"] for c in reps[False]["classes"]]

@@ -151,7 +151,7 @@ def _summary(r: ScanReport) -> str:
         (
             _index_name(r),
             f"<strong>{escape(_fmt_index(r.anomaly_index))}</strong> vs cutoff {escape(_fmt_index(r.cutoff))}"
-            + escape(_alpha_text(r.cutoff)),
+            + escape(_alpha_text(r)),
         ),
         ("suspects", escape(", ".join(_label_text(s, names) for s in r.suspects)) if r.suspects else "none"),
     ]
@@ -428,11 +428,21 @@ def _index_name(r: ScanReport) -> str:
     return "deviation factor" if _is_dmad(r) else "anomaly index"
 
 
-def _alpha_text(cutoff: float) -> str:
+def _is_familywise(r: ScanReport) -> bool:
+    return bool(r.config.get("familywise")) or any(bool(s.config.get("familywise")) for s in r.reports.values())
+
+
+def _alpha_text(r: ScanReport) -> str:
+    if r.reports:  # the combined report's cutoff is in units of each detector's own
+        return " (in units of each detector's cutoff; family-wise)" if _is_familywise(r) else ""
     try:
-        return f" (alpha = {stats.alpha_from_cutoff(cutoff):.3g}, two-sided normal tail)"
+        a = stats.alpha_from_cutoff(r.cutoff)
     except InvalidInputError:
         return ""
+    if _is_familywise(r):
+        k = r.model.num_classes
+        return f" (family-wise: alpha = {1 - (1 - a) ** k:.3g} per model, {a:.3g} per label over {k} classes)"
+    return f" (alpha = {a:.3g} per label, two-sided normal tail)"
 
 
 def _fmt_index(v: float) -> str:
