@@ -49,6 +49,13 @@ def test_runner_caches_models_and_scans_and_filters_detectors(tmp_path: Path) ->
     run("test_tiny", tmp_path, out, progress=False, detectors=("neuron_inspect",))
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "test_tiny.json").read_text()) == rows
+    # familywise only moves the cutoff: it reuses the cached scan (no rescan) and re-decides it
+    ctx = Context(tmp_path, out, progress=False)
+    model, _ = ctx.model("syn_badnets_t5", RECIPES["syn_badnets_t5"])
+    plain = ctx.scan("syn_badnets_t5", model, "neuron_inspect", ctx.clean_data("synthetic"))
+    fw = ctx.scan("syn_badnets_t5", model, "neuron_inspect", ctx.clean_data("synthetic"), params={"familywise": True})
+    assert sorted((out / "scans").iterdir()) == scans
+    assert fw.cutoff > plain.cutoff == 2.0 and [c.anomaly_index for c in fw.classes] == [c.anomaly_index for c in plain.classes]
 
 
 def test_runner_bad_input(tmp_path: Path) -> None:

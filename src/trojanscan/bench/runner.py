@@ -27,6 +27,7 @@ from trojanscan.detectors import get_detector
 from trojanscan.models.classifier import Classifier
 from trojanscan.recipes import AttackSpec, TrainRecipe
 from trojanscan.report.scan_report import ScanReport
+from trojanscan.scan import rethreshold
 
 Row = dict[str, Any]
 
@@ -66,15 +67,20 @@ class Context:
              params: dict[str, Any] | None = None) -> ScanReport:
         """Scan with caching: the cache key covers the model's sha, the detector, its params and the data."""
         full = get_detector(detector, **(params or {})).get_params()  # defaults too: a changed default rescans
+        # familywise only moves the cutoff: scans with and without it share one cached scan (and the keys
+        # written before the option existed), re-decided by rethreshold()
+        familywise = bool(full.pop("familywise", False))
         key_src = json.dumps({"m": model.metadata.get("sha256"), "d": detector, "p": full, "s": seed,
                               "data": None if data is None else [data.name, len(data)]}, sort_keys=True, default=str)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
         path = self.out / "scans" / f"{model_name}__{detector}__{key}.json"
         if path.is_file():
-            return ScanReport.load_json(path)
+            return rethreshold(ScanReport.load_json(path), familywise=familywise)
         self.log(f"scanning {model_name} with {detector} ...")
-        rep = get_detector(detector, **(params or {})).scan(model, data, seed=seed, progress=self.progress)
+        hp = {**(params or {}), "familywise": False}
+        rep = get_detector(detector, **hp).scan(model, data, seed=seed, progress=self.progress)
         rep.save_json(path)
+        rep = rethreshold(rep, familywise=familywise)
         self.log(f"  {detector}: {rep.verdict} suspects={rep.suspects} index={rep.anomaly_index:.2f} ({rep.runtime_s:.0f} s)")
         return rep
 
