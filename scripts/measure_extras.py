@@ -6,6 +6,7 @@
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
+    .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
 """
@@ -124,10 +125,31 @@ def patching() -> None:
                   f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}", flush=True)
 
 
+def nc_gtsrb() -> None:
+    """The bench's cached Neural Cleanse scans of core_gtsrb's two trained models (runs/bench; scans if missing).
+
+    Same cache key as ``trojanscan bench core_gtsrb``, which would also train gtsrb_clean_s1 first.
+    """
+    from pathlib import Path
+
+    from trojanscan.bench.runner import Context, attack
+    from trojanscan.recipes import TrainRecipe
+
+    ctx = Context(Path(DATA), Path("runs/bench"), progress=True)
+    for name, recipe in (("gtsrb_badnets4_t18", TrainRecipe("gtsrb", attack=attack("18"))),
+                         ("gtsrb_clean_s0", TrainRecipe("gtsrb", seed=0))):
+        model, _ = ctx.model(name, recipe)
+        rep = ctx.scan(name, model, "neural_cleanse", ctx.clean_data("gtsrb"))
+        top = sorted(rep.classes, key=lambda c: -c.anomaly_index)[:3]
+        print(name, rep.verdict, rep.suspects, f"index {rep.anomaly_index:.2f}", f"{rep.runtime_s:.0f} s",
+              f"{rep.model_queries} queries", "top:", [(c.label, round(c.anomaly_index, 2)) for c in top],
+              "label 18:", round(rep.classes[18].anomaly_index, 2), flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
-            "trojannn": trojannn, "patching": patching}
+            "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
