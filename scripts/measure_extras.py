@@ -6,6 +6,7 @@
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
+    .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
@@ -125,6 +126,33 @@ def patching() -> None:
                   f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}", flush=True)
 
 
+def patch_df() -> None:
+    """Does unlearning triggers at random intensities (x s, s uniform) lower DeepInspect's DF after patching?"""
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.inversion import invert
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+    from trojanscan.training import accuracy
+
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    m = _model("mnist_badnets4_t5")
+    atk = make_attack(AttackSpec("badnets", target="5"), (1, 28, 28), 10, 0)
+    det = get_detector("deep_inspect")
+    rep = det.scan(m, None, seed=0, progress=False)
+    base = generator_triggers(det.generators_)
+    inv = invert(m, n_per_class=20, seed=1).data
+    for lo, hi in ((1.0, 1.0), (0.5, 2.0), (0.3, 3.0)):
+        def trig(t: torch.Tensor, g: torch.Generator, lo: float = lo, hi: float = hi) -> torch.Tensor:
+            return (lo + (hi - lo) * torch.rand((t.shape[0], 1, 1, 1), generator=g)) * base(t, g)
+
+        r = finetune_with_triggers(m, inv, additive_stamper(trig, rep.suspects))
+        after = get_detector("deep_inspect").scan(r.model, None, seed=0, progress=False)
+        print(f"scale [{lo}, {hi}]: acc {accuracy(r.model, te):.4f}",
+              f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}",
+              f"DF after {after.anomaly_index:.2f} {after.suspects}, statistic of 5 (mean hinge): "
+              f"{rep.classes[5].statistic:.2f} -> {after.classes[5].statistic:.2f}", flush=True)
+
+
 def nc_gtsrb() -> None:
     """The bench's cached Neural Cleanse scans of core_gtsrb's two trained models (runs/bench; scans if missing).
 
@@ -149,7 +177,8 @@ def nc_gtsrb() -> None:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
-            "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb}
+            "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
+            "patch-df": patch_df}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
