@@ -36,7 +36,7 @@ from trojanscan.errors import InvalidInputError
 from trojanscan.inversion import invert
 from trojanscan.models.classifier import Classifier
 from trojanscan.training import TrainConfig, train
-from trojanscan.triggers import Trigger
+from trojanscan.triggers import Trigger, stamp
 
 RETRAIN_MODES = ("selected", "after")
 
@@ -98,7 +98,7 @@ def trojannn_attack(
     if retrain not in RETRAIN_MODES:
         raise InvalidInputError(f"retrain must be one of {', '.join(RETRAIN_MODES)}; got {retrain!r}")
     layer, next_layer, after = _hidden_linear(model)
-    mask = attack.trigger.mask
+    mask, alpha = attack.trigger.mask, attack.trigger.alpha
     g = torch.Generator().manual_seed(seed)
     inv = invert(model, n_per_class=n_per_class, steps=200, seed=seed).data
     acts: dict[str, torch.Tensor] = {}
@@ -120,18 +120,17 @@ def trojannn_attack(
         opt = torch.optim.Adam([pattern_w], lr=0.1)
         for _ in range(trigger_steps):
             opt.zero_grad()
-            pat = torch.sigmoid(pattern_w)
-            model(canvas * (1 - mask) + pat * mask)
+            model(stamp(canvas, mask, torch.sigmoid(pattern_w), alpha))
             loss = ((acts["a"][:, neurons] - goal) ** 2).mean()
             loss.backward()
             opt.step()
         pattern = (torch.sigmoid(pattern_w).detach() * mask).clamp(0, 1)
+        trigger = Trigger(mask.clone(), pattern, alpha, f"trojannn-{attack.trigger.name}")
         with torch.no_grad():
-            model(canvas * (1 - mask) + pattern)
+            model(trigger.stamp(canvas))
             reached = acts["a"][:, neurons].mean(0)
     finally:
         handle.remove()
-    trigger = Trigger(mask.clone(), pattern, attack.trigger.alpha, f"trojannn-{attack.trigger.name}")
     # 3. retraining on inverted data + stamped inverted data
     k = len(inv)
     sel = torch.randperm(k, generator=g)[: int(poison_fraction * k)]
