@@ -133,8 +133,7 @@ def _print_summary(rep: Any) -> None:
     names = {c.label: c.name for c in rep.classes}
     sus = ", ".join(f"{s} ({names.get(s)})" if names.get(s) not in (None, str(s)) else str(s) for s in rep.suspects)
     typer.echo(f"  suspects:       {sus or 'none'}")
-    fw = rep.config.get("familywise") or any(s.config.get("familywise") for s in rep.reports.values())
-    typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f}{', family-wise' if fw else ''})")
+    typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f}{', family-wise' if rep.familywise else ''})")
     if rep.trojan_probability is not None:
         typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models)")
     typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images)")

@@ -129,8 +129,7 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
 
     if cutoff is not None and alpha is not None:
         raise InvalidInputError("give cutoff or alpha, not both")
-    if not isinstance(familywise, bool):
-        raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
+    stats.resolve_cutoff(familywise=familywise)  # reject a non-bool before recursing
     if report.reports:
         subs = {k: rethreshold(r, cutoff=cutoff, alpha=alpha, familywise=familywise) for k, r in report.reports.items()}
         return replace(combine(subs), runtime_s=report.runtime_s, trojan_probability=report.trojan_probability)
@@ -139,11 +138,9 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
             alpha = float(report.config["alpha"])
         else:
             cutoff = float(report.config.get("cutoff", report.cutoff))
-    c = stats.cutoff_from_alpha(alpha) if alpha is not None else stats.check_cutoff(cutoff)  # type: ignore[arg-type]
+    c = stats.resolve_cutoff(cutoff if cutoff is not None else stats.DEFAULT_CUTOFF, alpha, familywise,
+                             len(report.classes))
     config = {**report.config, "cutoff": cutoff if cutoff is not None else report.config.get("cutoff", 2.0),
               "alpha": alpha, "familywise": familywise}
-    if familywise:
-        c = stats.familywise_cutoff(c, len(report.classes))
-    order = sorted(report.classes, key=lambda cr: (-cr.anomaly_index, cr.statistic))
-    suspects = [cr.label for cr in order if cr.anomaly_index > c]
+    suspects = stats.flagged([cr.anomaly_index for cr in report.classes], [cr.statistic for cr in report.classes], c)
     return replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign", config=config)

@@ -107,6 +107,16 @@ def familywise_cutoff(cutoff: float, num_classes: int) -> float:
     return float(norm.isf(per_label / 2.0))
 
 
+def resolve_cutoff(cutoff: float = DEFAULT_CUTOFF, alpha: float | None = None, familywise: bool = False,
+                   num_classes: int | None = None) -> float:
+    """The per-label cutoff a decision uses: ``alpha`` (if given) or ``cutoff``, Sidak-corrected for
+    ``num_classes`` when ``familywise``."""
+    c = cutoff_from_alpha(alpha) if alpha is not None else check_cutoff(cutoff)
+    if not isinstance(familywise, bool):
+        raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
+    return familywise_cutoff(c, num_classes) if familywise and num_classes is not None else c
+
+
 def check_cutoff(cutoff: float) -> float:
     if not isinstance(cutoff, int | float) or not math.isfinite(cutoff) or cutoff <= 0:
         raise InvalidInputError(f"cutoff must be a positive finite number; got {cutoff!r}. The default is 2.")
@@ -139,7 +149,12 @@ def decide(values: Sequence[float] | np.ndarray, *, cutoff: float = DEFAULT_CUTO
         idx = deviation_factors(values)
     else:
         raise InvalidInputError(f"test must be 'mad' or 'dmad'; got {test!r}")
-    # most anomalous first; equal indices (e.g. several +inf when the MAD is 0) by the smaller statistic
-    order = np.lexsort((_as_array(values), -idx))
-    flagged = [int(i) for i in order if idx[i] > cutoff]
-    return Decision(idx, flagged, float(np.max(idx)), float(cutoff))
+    return Decision(idx, flagged(idx, values, cutoff), float(np.max(idx)), float(cutoff))
+
+
+def flagged(indices: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, cutoff: float) -> list[int]:
+    """Labels whose index exceeds ``cutoff``, most anomalous first; equal indices (e.g. several +inf when
+    the MAD is 0) by the smaller statistic."""
+    idx = np.asarray(indices, dtype=np.float64).reshape(-1)
+    order = np.lexsort((np.asarray(values, dtype=np.float64).reshape(-1), -idx))
+    return [int(i) for i in order if idx[i] > cutoff]

@@ -149,20 +149,12 @@ class Detector(ABC):
 
     def effective_cutoff(self, num_classes: int | None = None) -> float:
         """The per-label cutoff: ``cutoff`` or the one ``alpha`` gives; Sidak-corrected for ``num_classes`` if ``familywise``."""
-        alpha = getattr(self, "alpha", None)
-        c = stats.cutoff_from_alpha(alpha) if alpha is not None else stats.check_cutoff(getattr(self, "cutoff", 2.0))
-        if getattr(self, "familywise", False) and num_classes is not None:
-            c = stats.familywise_cutoff(c, num_classes)
-        return c
+        return stats.resolve_cutoff(getattr(self, "cutoff", 2.0), getattr(self, "alpha", None),
+                                    getattr(self, "familywise", False), num_classes)
 
     def _check_common(self) -> None:
-        alpha = getattr(self, "alpha", None)
-        if alpha is not None:
-            stats.cutoff_from_alpha(alpha)
-        stats.check_cutoff(getattr(self, "cutoff", 2.0))
-        fw = getattr(self, "familywise", False)
-        if not isinstance(fw, bool):
-            raise InvalidInputError(f"familywise must be True or False; got {fw!r}")
+        stats.check_cutoff(getattr(self, "cutoff", 2.0))  # even when alpha overrides it
+        self.effective_cutoff()  # validates alpha and familywise
 
     @abstractmethod
     def _check_params(self) -> None:

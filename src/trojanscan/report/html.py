@@ -428,18 +428,14 @@ def _index_name(r: ScanReport) -> str:
     return "deviation factor" if _is_dmad(r) else "anomaly index"
 
 
-def _is_familywise(r: ScanReport) -> bool:
-    return bool(r.config.get("familywise")) or any(bool(s.config.get("familywise")) for s in r.reports.values())
-
-
 def _alpha_text(r: ScanReport) -> str:
     if r.reports:  # the combined report's cutoff is in units of each detector's own
-        return " (in units of each detector's cutoff; family-wise)" if _is_familywise(r) else ""
+        return " (in units of each detector's cutoff; family-wise)" if r.familywise else ""
     try:
         a = stats.alpha_from_cutoff(r.cutoff)
     except InvalidInputError:
         return ""
-    if _is_familywise(r):
+    if r.familywise:
         k = r.model.num_classes
         return f" (family-wise: alpha = {1 - (1 - a) ** k:.3g} per model, {a:.3g} per label over {k} classes)"
     return f" (alpha = {a:.3g} per label, two-sided normal tail)"

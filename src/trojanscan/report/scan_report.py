@@ -79,6 +79,11 @@ class ScanReport:
     def trojaned(self) -> bool:
         return self.verdict == "trojaned"
 
+    @property
+    def familywise(self) -> bool:
+        """Whether the cutoff was Sidak-corrected for the number of classes (for a combined report: its detectors')."""
+        return bool(self.config.get("familywise")) or any(r.familywise for r in self.reports.values())
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"schema": self.schema, "tool_version": self.tool_version}
         for f in fields(self):
