@@ -7,6 +7,7 @@
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
     .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
+    .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
@@ -153,6 +154,29 @@ def patch_df() -> None:
               f"{rep.classes[5].statistic:.2f} -> {after.classes[5].statistic:.2f}", flush=True)
 
 
+def patch_why() -> None:
+    """Where the plain patch loses accuracy (recall per class) and where DeepInspect's triggers for 5 lie."""
+    from trojanscan.inversion import invert
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    m = _model("mnist_badnets4_t5")
+    det = get_detector("deep_inspect")
+    rep = det.scan(m, None, seed=0, progress=False)
+    for i, gm in enumerate(det.generators_):
+        with torch.no_grad():
+            d = gm(torch.randn(256, gm.z_dim, generator=torch.Generator().manual_seed(i)), torch.full((256,), 5)).abs()
+        heat = d.mean(0).sum(0)
+        print(f"generator {i}: share of |G(z, 5)| in the true 4x4 corner {float(heat[23:27, 23:27].sum() / heat.sum()):.3f}")
+    inv = invert(m, n_per_class=20, seed=1).data
+    for kw in ({"distill": 0.0, "mixup_distill": 0.0, "noise": 0.0}, {}):
+        r = finetune_with_triggers(m, inv, additive_stamper(generator_triggers(det.generators_), rep.suspects), **kw)
+        pred = r.model.predict(te.x)
+        recall = [round(float((pred[te.y == k] == k).float().mean()), 3) for k in range(10)]
+        print(kw or "distillation (default)", "recall per class:", recall, flush=True)
+
+
 def nc_gtsrb() -> None:
     """The bench's cached Neural Cleanse scans of core_gtsrb's two trained models (runs/bench; scans if missing).
 
@@ -178,7 +202,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
-            "patch-df": patch_df}
+            "patch-df": patch_df, "patch-why": patch_why}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
