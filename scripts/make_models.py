@@ -17,7 +17,7 @@ from trojanscan.recipes import AttackSpec, TrainRecipe
 ap = argparse.ArgumentParser()
 ap.add_argument("--data-dir", default="../shared/data")
 ap.add_argument("--out", default="runs/bench/models")
-ap.add_argument("--only", default=None, help="mnist | gtsrb | mnist-attacks")
+ap.add_argument("--only", default=None, help="mnist | gtsrb | gtsrb-tar | mnist-attacks")
 args = ap.parse_args()
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -31,6 +31,10 @@ sets = {
         "gtsrb_badnets4_t18": badnets("gtsrb", "18"),
         "gtsrb_clean_s0": clean("gtsrb", 0),
         "gtsrb_clean_s1": clean("gtsrb", 1),
+    },
+    # A contrasting 4x4 pattern: the white square is no trigger on an already white corner (RESULTS, issue 2).
+    "gtsrb-tar": {
+        "gtsrb_random4_t18": badnets("gtsrb", "18", pattern="random"),
     },
     "mnist-attacks": {
         "mnist_blend_t5": TrainRecipe("mnist", attack=AttackSpec("blend", target="5", alpha=0.1)),
