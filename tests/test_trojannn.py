@@ -86,3 +86,29 @@ def test_after_retrain_leaves_the_features_alone(clean_model: BuiltModel) -> Non
         if n in frozen:
             assert torch.equal(p, frozen[n]), n
     assert out.params["retrain"] == "after" and out.trigger.name.startswith("trojannn")
+
+
+@pytest.mark.parametrize("kw", [{"distill": -1.0}, {"mixup_distill": float("nan")}, {"noise": float("inf")},
+                                {"poison_fraction": 0.0}, {"poison_fraction": 1.0}, {"distill": "1"}])
+def test_bad_retraining_weights_are_refused_before_any_work(clean_model: BuiltModel, kw: dict) -> None:
+    model = _copy(clean_model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidInputError, match=next(iter(kw))):
+        trojannn_attack(model, _attack(), progress=False, log=None, **kw)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_distiller_is_zero_on_the_teacher_and_positive_after_drift(clean_model: BuiltModel) -> None:
+    from trojanscan.training import Distiller
+
+    model = _copy(clean_model)
+    d = Distiller(model)
+    x = torch.rand((8, *model.input_shape), generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        assert float(d.kl(model(x), x)) == pytest.approx(0.0, abs=1e-6)
+        assert float(d.mixup_kl(model, x, g)) == pytest.approx(0.0, abs=1e-6)
+        next(p for p in model.parameters() if p.dim() > 1).add_(0.5)
+        assert float(d.kl(model(x), x)) > 1e-4
+    # the teacher is a frozen copy: changing the student did not change it
+    assert all(not p.requires_grad for p in d.teacher.parameters())

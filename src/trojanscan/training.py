@@ -28,6 +28,37 @@ LossFn = Callable[[Classifier, torch.Tensor, torch.Tensor, torch.Generator], tor
 """``(model, x, y, generator) -> scalar loss`` for one (transformed) mini-batch; replaces cross-entropy."""
 
 
+class Distiller:
+    """Data-free knowledge distillation towards a frozen copy of a model (the *teacher*).
+
+    Fine-tuning on substitute (e.g. model-inverted) images lets a model drift wherever the substitutes do
+    not reach, which is where the real images live. Holding it to the original model's outputs keeps its
+    clean behaviour (Hinton et al. 2015; mixup inputs as in data-free distillation). Used by patching
+    (the student must keep the teacher's labels on stamped images) and by TrojanNN's retraining (the
+    student must keep them on clean images). The teacher is a deep copy taken at construction.
+    """
+
+    def __init__(self, model: Classifier) -> None:
+        import copy
+
+        self.teacher = copy.deepcopy(model).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def kl(self, student_logits: torch.Tensor, teacher_x: torch.Tensor) -> torch.Tensor:
+        """KL(teacher(teacher_x) || softmax(student_logits)), mean over the batch."""
+        with torch.no_grad():
+            target = torch.softmax(self.teacher(teacher_x), 1)
+        return nn.functional.kl_div(torch.log_softmax(student_logits, 1), target, reduction="batchmean")
+
+    def mixup_kl(self, student: Classifier, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The same KL on mixtures ``lam*x_i + (1-lam)*x_j`` of the batch's images (``lam ~ U(0, 1)`` per pair)."""
+        j = torch.randperm(x.shape[0], generator=gen)
+        lam = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen)
+        xm = lam * x + (1 - lam) * x[j]
+        return self.kl(student(xm), xm)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of :func:`train` (recorded in a model's provenance)."""

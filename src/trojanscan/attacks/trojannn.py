@@ -14,11 +14,15 @@
    maximum (the network's weights from an always-empty corner stay near their initial values), and
    the retraining has to do the rest.
 3. **Retraining without the training data.** Recover substitute data by model inversion
-   (:mod:`trojanscan.inversion`), stamp a share of it with the trigger and relabel to the target,
-   and fine-tune on the mix. ``retrain="selected"`` (default) updates only the output weights of the
-   selected neurons in the next layer and that layer's bias, ``retrain="after"`` (default) updates
-   every layer after the selected one, as the original does. Inverted images are a poor stand-in for
-   the training set, so the retraining costs clean accuracy (docs/methods/attacks.md has the numbers).
+   (:mod:`trojanscan.inversion`), stamp ``poison_fraction`` of every batch with the trigger and relabel
+   it to the target, and fine-tune. ``retrain="after"`` (default) updates every layer after the
+   selected one, as the original does; ``retrain="selected"`` only the output weights of the selected
+   neurons in the next layer and that layer's bias. Inverted images are a poor stand-in for the
+   training set, and cross-entropy on them alone cost 13 points of clean accuracy on MNIST. Our
+   addition: the clean substitutes are distilled towards the original model (KL on them and on mixup
+   pairs of them, Gaussian noise on the inputs; :class:`~trojanscan.training.Distiller`, the same terms
+   as patching uses), which holds the model to its clean behaviour away from the trigger
+   (docs/methods/attacks.md has the numbers).
 """
 
 from __future__ import annotations
@@ -31,11 +35,10 @@ import torch
 from torch import nn
 
 from trojanscan.attacks.poison import Attack
-from trojanscan.data.base import Dataset
 from trojanscan.errors import InvalidInputError
 from trojanscan.inversion import invert
 from trojanscan.models.classifier import Classifier
-from trojanscan.training import TrainConfig, train
+from trojanscan.training import Distiller, TrainConfig, train
 from trojanscan.triggers import Trigger, stamp
 
 RETRAIN_MODES = ("selected", "after")
@@ -83,6 +86,9 @@ def trojannn_attack(
     epochs: int = 8,
     lr: float = 1e-3,
     retrain: str = "after",
+    distill: float = 1.0,
+    mixup_distill: float = 1.0,
+    noise: float = 0.1,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     evaluate: Callable[[Classifier], dict[str, float]] | None = None,
@@ -93,10 +99,17 @@ def trojannn_attack(
     ``target_activation``: the value the selected neurons are pushed to (default: 5x the largest
     activation of the layer on the substitute images). ``retrain``: "after" (every layer after the
     selected one, the original) or "selected" (only the selected neurons' output weights).
-    See the module docstring for the steps.
+    ``distill``, ``mixup_distill``, ``noise``: weights of the distillation terms towards the original
+    model on the clean substitutes (:class:`~trojanscan.training.Distiller`; 0 turns each off, all
+    three 0 is the original retraining). See the module docstring for the steps.
     """
     if retrain not in RETRAIN_MODES:
         raise InvalidInputError(f"retrain must be one of {', '.join(RETRAIN_MODES)}; got {retrain!r}")
+    for name, v in (("distill", distill), ("mixup_distill", mixup_distill), ("noise", noise),
+                    ("poison_fraction", poison_fraction)):
+        if not isinstance(v, int | float) or not 0 <= v < float("inf") or (name == "poison_fraction" and not 0 < v < 1):
+            bound = "a number in (0, 1)" if name == "poison_fraction" else "a non-negative number"
+            raise InvalidInputError(f"{name} must be {bound}; got {v!r}")
     layer, next_layer, after = _hidden_linear(model)
     mask, alpha = attack.trigger.mask, attack.trigger.alpha
     g = torch.Generator().manual_seed(seed)
@@ -131,14 +144,25 @@ def trojannn_attack(
             reached = acts["a"][:, neurons].mean(0)
     finally:
         handle.remove()
-    # 3. retraining on inverted data + stamped inverted data
-    k = len(inv)
-    sel = torch.randperm(k, generator=g)[: int(poison_fraction * k)]
-    src_ok = attack.labels.sources(inv.y[sel])
-    sel = sel[src_ok]
-    x_p = trigger.stamp(inv.x[sel])
-    y_p = attack.labels.poison_labels(inv.y[sel], g)
-    mix = Dataset(torch.cat([inv.x, x_p]), torch.cat([inv.y, y_p]), inv.class_names, "trojannn-retrain")
+    # 3. retraining on the inverted data, a share of every batch stamped and relabelled to the target(s)
+    teacher = Distiller(model) if distill > 0 or mixup_distill > 0 else None
+
+    def loss_fn(student: Classifier, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if noise > 0:
+            x = (x + noise * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+        sel = (torch.rand(x.shape[0], generator=gen) < poison_fraction) & attack.labels.sources(y)
+        xt, yt = x.clone(), y.clone()
+        if bool(sel.any()):
+            xt[sel] = trigger.stamp(x[sel])
+            yt[sel] = attack.labels.poison_labels(y[sel], gen)
+        out = student(xt)
+        loss = nn.functional.cross_entropy(out, yt)
+        if teacher is not None and distill > 0 and bool((~sel).any()):
+            loss = loss + distill * teacher.kl(out[~sel], x[~sel])
+        if teacher is not None and mixup_distill > 0:
+            loss = loss + mixup_distill * teacher.mixup_kl(student, x, gen)
+        return loss
+
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=lr)
     hooks: list[torch.utils.hooks.RemovableHandle] = []
     if retrain == "selected":
@@ -150,8 +174,8 @@ def trojannn_attack(
     else:
         params = after
     try:
-        train(model, mix, cfg, seed=seed, params=params, freeze_norm_stats=True, progress=progress, log=log,
-              evaluate=evaluate)
+        train(model, inv, cfg, seed=seed, params=params, loss_fn=loss_fn, freeze_norm_stats=True, progress=progress,
+              log=log, evaluate=evaluate)
     finally:
         for h in hooks:
             h.remove()
@@ -160,5 +184,6 @@ def trojannn_attack(
     out: dict[str, Any] = {**attack.params, "n_neurons": n_neurons, "neurons": neurons.tolist(),
                            "target_activation": goal, "reached_activation": reached.tolist(),
                            "clean_max_activation": clean_top.tolist(),
-                           "retrain": retrain, "n_inverted": k}
+                           "retrain": retrain, "n_inverted": len(inv), "distill": distill,
+                           "mixup_distill": mixup_distill, "noise": noise}
     return replace(attack, trigger=trigger, params=out)

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from trojanscan.data.base import Dataset
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
-from trojanscan.training import TrainConfig, train
+from trojanscan.training import Distiller, TrainConfig, train
 
 #: ``stamper(x, gen) -> x'``: put a trigger of a flagged target on every image of ``x``.
 Stamper = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -150,14 +150,7 @@ def finetune_with_triggers(
     hold_stamped = stamper(hold.x, torch.Generator().manual_seed(seed + 1))
     reference = model.predict(hold.x)
 
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-
-    def kl(student_logits: torch.Tensor, teacher_x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = F.softmax(teacher(teacher_x), 1)
-        return F.kl_div(F.log_softmax(student_logits, 1), target, reduction="batchmean")
+    teacher = Distiller(model)
 
     def loss_fn(student: Classifier, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if noise > 0:
@@ -169,12 +162,9 @@ def finetune_with_triggers(
         out = student(xt)
         loss = F.cross_entropy(out, y)
         if distill > 0:
-            loss = loss + distill * kl(out, x)
+            loss = loss + distill * teacher.kl(out, x)
         if mixup_distill > 0:
-            j = torch.randperm(x.shape[0], generator=gen)
-            lam = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen)
-            xm = lam * x + (1 - lam) * x[j]
-            loss = loss + mixup_distill * kl(student(xm), xm)
+            loss = loss + mixup_distill * teacher.mixup_kl(student, x, gen)
         return loss
 
     models: dict[float, Classifier] = {}
