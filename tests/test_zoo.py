@@ -26,6 +26,7 @@ from trojanscan.data.npz import save_npz
 from trojanscan.errors import DataFormatError, InvalidInputError
 from trojanscan.models.io import save_model
 from trojanscan.recipes import BuiltModel
+from trojanscan.report.scan_report import ScanReport
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -144,6 +145,15 @@ def test_scan_zoo_end_to_end(zoo: tuple[Path, Path], tmp_path: Path) -> None:
     assert {r["model"] for r in again["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
     assert again["metrics"] == doc["metrics"] | {"neuron_inspect": again["metrics"]["neuron_inspect"]}
     assert again["metrics"]["neuron_inspect"]["roc_auc"] == 1.0
+    # a reused report gets its probability from today's calibration (here: a stale value written over it)
+    saved_path = out / "reports" / "troj.json"
+    stale = json.loads(saved_path.read_text()) | {"trojan_probability": 0.123}
+    saved_path.write_text(json.dumps(stale))
+    fresh = {r["model"]: r for r in scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1,
+                                             progress=False)["models"]}["troj.safetensors"]
+    curve = load_calibration().get("neuron_inspect")
+    p_now = fresh["methods"]["neuron_inspect"]["trojan_probability"]
+    assert fresh.get("resumed") and p_now == (None if curve is None else curve.probability(stale["anomaly_index"]))
     # --familywise re-decides the saved reports (no rescan): same indices, cutoff 2.83 for 10 classes
     fw = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, familywise=True, progress=False)
     assert {r["model"] for r in fw["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
@@ -233,3 +243,13 @@ def test_scan_model_attaches_calibrated_and_pooled_probabilities(trojaned_model:
     assert rep.trojan_probability == pytest.approx(pooled_probability([ni.trojan_probability, nc.trojan_probability]))
     single = scan_model(trojaned_model.model, data, method="neuron_inspect", progress=False, calibration={})
     assert single.report.trojan_probability is None
+    # a saved report is brought up to date with other curves, exactly as a fresh scan with them would be
+    from trojanscan.scan import recalibrate
+
+    other = {"neuron_inspect": LogisticCalibration(1.0, 3.0, 4, 2)}
+    again = recalibrate(ScanReport.from_json(rep.to_json()), other)
+    assert again.reports["neuron_inspect"].trojan_probability == other["neuron_inspect"].probability(ni.anomaly_index)
+    assert again.reports["neural_cleanse"].trojan_probability is None
+    assert again.trojan_probability == pytest.approx(again.reports["neuron_inspect"].trojan_probability)
+    assert again.anomaly_index == rep.anomaly_index and again.suspects == rep.suspects  # nothing else moves
+    assert recalibrate(rep, {}).trojan_probability is None

@@ -103,16 +103,29 @@ def scan_model(
         det = get_detector(name, **hp)
         rep = det.scan(model, data, seed=seed, progress=progress,
                        artifact_dir=Path(artifact_dir) if artifact_dir is not None else None)
-        if name in curves:
-            rep = replace(rep, trojan_probability=curves[name].probability(rep.anomaly_index))
-        reports[name] = rep
+        reports[name] = recalibrate(rep, curves)
         artifacts[name] = dict(getattr(det, "artifacts_", {}))
     if method != "all":
         return ScanOutcome(reports[method], artifacts)
-    probs = [r.trojan_probability for r in reports.values() if r.trojan_probability is not None]
-    combined = replace(combine(reports), runtime_s=time.perf_counter() - t0,
-                       trojan_probability=pooled_probability(probs) if probs else None)
+    combined = recalibrate(replace(combine(reports), runtime_s=time.perf_counter() - t0), curves)
     return ScanOutcome(combined, artifacts)
+
+
+def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] | None = None) -> ScanReport:
+    """``report`` with its ``trojan_probability`` recomputed from ``calibration`` (default: the shipped curves).
+
+    The probability is a function of the anomaly index and the curve only, so a saved report can be
+    brought up to date after the curves are refitted, without scanning again. A detector without a
+    curve gets ``None``; a combined report pools its detectors' new probabilities
+    (:func:`trojanscan.calibration.pooled_probability`).
+    """
+    curves = load_calibration() if calibration is None else calibration
+    if report.reports:
+        subs = {k: recalibrate(r, curves) for k, r in report.reports.items()}
+        probs = [r.trojan_probability for r in subs.values() if r.trojan_probability is not None]
+        return replace(report, reports=subs, trojan_probability=pooled_probability(probs) if probs else None)
+    curve = curves.get(report.method)
+    return replace(report, trojan_probability=None if curve is None else curve.probability(report.anomaly_index))
 
 
 def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float | None = None,

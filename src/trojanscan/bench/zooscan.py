@@ -153,7 +153,7 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         from trojanscan.data.registry import load_clean_data
         from trojanscan.models.io import load_model
         from trojanscan.report.scan_report import ScanReport
-        from trojanscan.scan import rethreshold, scan_model
+        from trojanscan.scan import recalibrate, rethreshold, scan_model
 
         report_path = Path(job.out_dir) / "reports" / (Path(job.path).stem + ".json")
         digest = sha256_file(job.path)
@@ -162,7 +162,8 @@ def _scan_one(job: _Job) -> dict[str, Any]:
                 old = ScanReport.from_json(report_path.read_text())
                 if (old.model.sha256 == digest and old.method == job.method and old.seed == job.seed
                         and _same_settings(old, job.params)):
-                    new = rethreshold(old, familywise=job.familywise)
+                    # re-decided at the requested cutoff, its probability from today's calibration
+                    new = recalibrate(rethreshold(old, familywise=job.familywise))
                     if new != old:
                         write_text_atomic(report_path, new.to_json() + "\n")
                     return _row_from_report(name, new, new.runtime_s, new.data.source) | {"resumed": True}
