@@ -38,7 +38,7 @@ def test_stampers_and_bad_parameters(trojaned_model, digits) -> None:  # type: i
     st = mask_stamper(torch.ones(1, 28, 28), torch.ones(1, 1, 28, 28), [0])
     for kw, msg in (({"stamp_fraction": 0.0}, "stamp_fraction"), ({"holdout_fraction": 1.0}, "holdout"),
                     ({"lrs": (-1.0,)}, "lrs"), ({"distill": -1.0}, "distill"), ({"mixup_distill": float("nan")}, "mixup"),
-                    ({"noise": float("inf")}, "noise")):
+                    ({"noise": float("inf")}, "noise"), ({"anchor": -0.1}, "anchor")):
         with pytest.raises(InvalidInputError, match=msg):
             finetune_with_triggers(trojaned_model.model, data, st, **kw)  # type: ignore[arg-type]
 
@@ -96,3 +96,17 @@ def test_distillation_keeps_the_patched_model_closer_to_the_original(trojaned_mo
                                      noise=0.1 * d)
         agree[d] = float((res.model.predict(te.x)[keep] == ref[keep]).float().mean())
     assert agree[1.0] > agree[0.0], agree
+
+
+def test_anchor_keeps_the_weights_nearer_the_original(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    """L2-SP: with ``anchor`` > 0 the fine-tuned weights move less from the original ones."""
+    atk = trojaned_model.attack
+    model = trojaned_model.model
+    stamper = mask_stamper(atk.trigger.mask[None], atk.trigger.pattern[None], [0])
+    data = digits[0].subset(torch.arange(100), "few substitutes")
+    w0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    moved = {}
+    for a in (0.0, 1.0):
+        res = finetune_with_triggers(model, data, stamper, epochs=2, lrs=(3e-3,), seed=0, anchor=a)
+        moved[a] = float((torch.cat([p.detach().flatten() for p in res.model.parameters()]) - w0).norm())
+    assert 0 < moved[1.0] < moved[0.0], moved

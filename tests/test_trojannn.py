@@ -81,7 +81,8 @@ def test_after_retrain_leaves_the_features_alone(clean_model: BuiltModel) -> Non
     layer, _, after = _hidden_linear(model)
     frozen = {n: p.clone() for n, p in model.named_parameters()
               if not any(p is q for q in after)}
-    out = trojannn_attack(model, _attack(), n_per_class=4, trigger_steps=20, epochs=1, progress=False, log=None)
+    out = trojannn_attack(model, _attack(), n_per_class=4, trigger_steps=20, epochs=1, distill=1.0, mixup_distill=1.0,
+                          noise=0.1, progress=False, log=None)
     for n, p in model.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n

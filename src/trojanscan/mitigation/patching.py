@@ -26,6 +26,10 @@ patched model to the original's behaviour everywhere except on the triggers:
 - ``noise``: Gaussian noise (std ``noise``) on every substitute before stamping.
 
 ``distill = mixup_distill = noise = 0`` is the papers' plain fine-tuning.
+
+``anchor`` (off by default) adds ``anchor * ||theta - theta_0||^2``, the L2-SP penalty of Li et al. (2018) towards
+the original weights: it moves the accuracy/TAR trade-off (docs/methods/deep_inspect.md, "Patching") but no
+setting we measured keeps the trigger removed on every model, so it is an option, not a default.
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ def finetune_with_triggers(
     distill: float = DISTILL,
     mixup_distill: float = MIXUP_DISTILL,
     noise: float = NOISE,
+    anchor: float = 0.0,
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -125,7 +130,8 @@ def finetune_with_triggers(
     The learning rate is chosen among ``lrs`` on a held-out ``holdout_fraction`` of ``data``; see the
     module docstring. ``data.y`` must hold the correct labels (for inverted data: the class each
     image was inverted for). ``distill``, ``mixup_distill``, ``noise``: the clean-accuracy terms of the
-    module docstring (0 turns each off). The input model is not modified.
+    module docstring (0 turns each off); ``anchor``: the optional L2-SP weight (module docstring).
+    The input model is not modified.
     """
     import time
 
@@ -135,7 +141,7 @@ def finetune_with_triggers(
         raise InvalidInputError(f"holdout_fraction must be in (0, 1); got {holdout_fraction!r}")
     if not lrs or any(lr <= 0 for lr in lrs):
         raise InvalidInputError(f"lrs must be positive learning rates; got {list(lrs)!r}")
-    for name, v in (("distill", distill), ("mixup_distill", mixup_distill), ("noise", noise)):
+    for name, v in (("distill", distill), ("mixup_distill", mixup_distill), ("noise", noise), ("anchor", anchor)):
         if not isinstance(v, int | float) or not v >= 0 or v == float("inf"):
             raise InvalidInputError(f"{name} must be a non-negative number; got {v!r}")
     if len(data) < 10:
@@ -151,6 +157,7 @@ def finetune_with_triggers(
     reference = model.predict(hold.x)
 
     teacher = Distiller(model)
+    start = [p.detach().clone() for p in model.parameters()]
 
     def loss_fn(student: Classifier, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if noise > 0:
@@ -165,6 +172,8 @@ def finetune_with_triggers(
             loss = loss + distill * teacher.kl(out, x)
         if mixup_distill > 0:
             loss = loss + mixup_distill * teacher.mixup_kl(student, x, gen)
+        if anchor > 0:  # L2-SP (Li et al. 2018): stay near the original weights
+            loss = loss + anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(student.parameters(), start, strict=True))
         return loss
 
     models: dict[float, Classifier] = {}
