@@ -67,3 +67,11 @@ def test_runner_bad_input(tmp_path: Path) -> None:
         run("test_tiny", tmp_path / "missing", tmp_path / "o")
     assert not (tmp_path / "o").exists()
     assert "core_mnist" in EXPERIMENTS and "di_fig6" in EXPERIMENTS
+
+
+def test_markdown_table_escapes_pipes_in_names_and_cells(tmp_path: Path) -> None:
+    ctx = Context(data_dir=tmp_path, out=tmp_path)
+    write_table(ctx, "pipes", [{"|T|": 3, "note": "a|b"}], title="t")
+    lines = (tmp_path / "pipes.md").read_text().splitlines()
+    header, sep, row = lines[-3:]
+    assert header == "| \\|T\\| | note |" and sep == "|---|---|" and row == "| 3 | a\\|b |"

@@ -108,8 +108,12 @@ def write_table(ctx: Context, name: str, rows: list[Row], *, title: str, notes: 
     md = [f"### {title}", ""]
     if command:
         md += [f"Command: `{command}`", ""]
-    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+
+    def cell(text: str) -> str:  # a "|" inside a cell (e.g. the column "|T|") would split the Markdown table
+        return text.replace("|", "\\|")
+
+    md += ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(cell(fmt(r.get(c))) for c in cols) + " |" for r in rows]
     if notes:
         md += ["", notes]
     write_text_atomic(ctx.out / f"{name}.md", "\n".join(md) + "\n")
