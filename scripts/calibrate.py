@@ -20,6 +20,8 @@ from trojanscan.calibration import fit_logistic, save_calibration
 from trojanscan.detectors import get_detector, list_detectors
 from trojanscan.report.scan_report import ScanReport
 
+DECISION_KEYS = ("cutoff", "alpha", "familywise")
+
 
 def _norm(v: object) -> object:
     return json.loads(json.dumps(v, default=str))
@@ -31,7 +33,7 @@ def main() -> int:
     ap.add_argument("--models", default="runs/bench/models")
     ap.add_argument("--out", default="src/trojanscan/calibration.json")
     args = ap.parse_args()
-    points: dict[str, dict[str, tuple[float, int]]] = {d: {} for d in list_detectors()}
+    points: dict[str, dict[str, tuple[float, int]]] = {d: {} for d in list_detectors()}  # det -> "model (data)" -> point
     for f in sorted(Path(args.scans).glob("*__*__*.json")):
         model, det, _ = f.stem.split("__")
         if det not in points:
@@ -42,10 +44,13 @@ def main() -> int:
         rep = ScanReport.load_json(f)
         defaults = _norm(get_detector(det).get_params())
         assert isinstance(defaults, dict)
-        if any(_norm(rep.config.get(k)) != v for k, v in defaults.items()):
-            continue  # a scan made with other settings than today's defaults
+        # a scan made with other settings than today's defaults is left out; the decision settings (cutoff, alpha,
+        # familywise) do not change the anomaly index, and scans older than the familywise option lack that key
+        if any(_norm(rep.config.get(k)) != v for k, v in defaults.items() if k not in DECISION_KEYS):
+            continue
         trojaned = bool(json.loads(truth_file.read_text())["trojaned"])
-        points[det][model] = (float(rep.anomaly_index), int(trojaned))
+        # one point per model and kind of data (a model scanned with clean and with inverted data counts twice)
+        points[det][f"{model} ({rep.data.source})"] = (float(rep.anomaly_index), int(trojaned))
     curves = {}
     for det, pts in points.items():
         ys = [y for _, y in pts.values()]
