@@ -40,6 +40,7 @@ ZOO: dict[str, dict[str, TrainRecipe]] = {
         "mnist_watermark_t3": _atk("mnist", 7, "watermark", "3", alpha=0.3),
         "mnist_multi3_t029": _atk("mnist", 8, "badnets", "0,2,9"),
         "mnist_all2all_s9": _atk("mnist", 9, "badnets", "all"),
+        "mnist_trojannn6_center_t4": _atk("mnist", 20, "trojannn", "4", trigger_size=6, position="center"),
     },
     "gtsrb": {
         "gtsrb_clean_s2": _clean("gtsrb", 2),
