@@ -253,3 +253,37 @@ def test_scan_model_attaches_calibrated_and_pooled_probabilities(trojaned_model:
     assert again.trojan_probability == pytest.approx(again.reports["neuron_inspect"].trojan_probability)
     assert again.anomaly_index == rep.anomaly_index and again.suspects == rep.suspects  # nothing else moves
     assert recalibrate(rep, {}).trojan_probability is None
+
+
+def test_calibrate_script_fits_on_default_scans_whatever_their_decision_settings(
+        trojaned_model: BuiltModel, clean_model: BuiltModel, digits, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """scripts/calibrate.py keeps a scan made with today's defaults even if it lacks a decision key (familywise,
+    added after it was made) or used another cutoff, and leaves out one made with other detector settings."""
+    import runpy
+    import sys
+
+    from trojanscan.detectors import get_detector
+
+    scans, models = tmp_path / "scans", tmp_path / "models"
+    scans.mkdir()
+    models.mkdir()
+    data = digits[1].subset(torch.arange(100), "clean")
+    for name, built, trojaned in (("troj", trojaned_model, True), ("clean", clean_model, False)):
+        rep = get_detector("neuron_inspect").scan(built.model, data, progress=False)
+        doc = json.loads(rep.to_json())
+        if trojaned:
+            del doc["config"]["familywise"]  # as in a scan older than the option
+        else:
+            doc["config"]["cutoff"] = 3.0
+        (scans / f"{name}__neuron_inspect__k1.json").write_text(json.dumps(doc))
+        other = get_detector("neuron_inspect", n_images=10).scan(built.model, data, progress=False)
+        (scans / f"{name}__neuron_inspect__k2.json").write_text(other.to_json())  # other settings: left out
+        (models / f"{name}.truth.json").write_text(json.dumps({"trojaned": trojaned}))
+    out = tmp_path / "cal.json"
+    monkeypatch.setattr(sys, "argv", ["calibrate.py", "--scans", str(scans), "--models", str(models), "--out", str(out)])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "calibrate.py"), run_name="__main__")
+    assert done.value.code == 0
+    curves = load_calibration(out)
+    assert set(curves) == {"neuron_inspect"} and curves["neuron_inspect"].n_models == 2
+    assert curves["neuron_inspect"].n_trojaned == 1
