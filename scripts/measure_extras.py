@@ -103,6 +103,23 @@ def trojannn() -> None:
 
 def patching() -> None:
     """The fine-tuning step of patch_deep_inspect (same scan seed, inversion seed and size), several settings."""
+    plain = {"distill": 0.0, "mixup_distill": 0.0, "noise": 0.0}
+    _patch_settings([plain, {**plain, "seed": 1}, {}, {"seed": 1}, {"epochs": 20}, {"epochs": 20, "seed": 1},
+                     {"epochs": 20, "seed": 2}, {"stamp_fraction": 0.3}])
+
+
+def patch_anchor() -> None:
+    """The same fine-tuning step with one learning rate each, with and without the L2-SP anchor (deep_inspect.md)."""
+    one = {"lrs": [1e-3]}
+    _patch_settings([one, {**one, "seed": 2}, {**one, "distill": 3, "mixup_distill": 3}, {**one, "noise": 0.2},
+                     {"lrs": [5e-4], "epochs": 20}, {**one, "anchor": 0.01}, {**one, "anchor": 0.1},
+                     {"lrs": [3e-3], "anchor": 0.01}, {"lrs": [3e-3], "anchor": 0.01, "seed": 1},
+                     {"lrs": [3e-3], "anchor": 0.003}, {"lrs": [3e-3], "anchor": 0.003, "seed": 1},
+                     {"lrs": [3e-3], "anchor": 0.003, "seed": 2}],
+                    blend=[{"lrs": [3e-3], "anchor": 0.003}])
+
+
+def _patch_settings(settings: list[dict[str, object]], blend: list[dict[str, object]] | None = None) -> None:
     from trojanscan.attacks import trojan_activation_rate
     from trojanscan.inversion import invert
     from trojanscan.mitigation.defenses import generator_triggers
@@ -110,11 +127,9 @@ def patching() -> None:
     from trojanscan.training import accuracy
 
     te = load_dataset("mnist", f"{DATA}/mnist", "test")
-    plain = {"distill": 0.0, "mixup_distill": 0.0, "noise": 0.0}
-    settings: list[dict[str, object]] = [plain, {**plain, "seed": 1}, {}, {"seed": 1}, {"epochs": 20},
-                                         {"epochs": 20, "seed": 1}, {"epochs": 20, "seed": 2}, {"stamp_fraction": 0.3}]
-    for name, spec in (("mnist_badnets4_t5", AttackSpec("badnets", target="5")),
-                       ("mnist_blend_t5", AttackSpec("blend", target="5", alpha=0.1))):
+    for name, spec, todo in (("mnist_badnets4_t5", AttackSpec("badnets", target="5"), settings),
+                             ("mnist_blend_t5", AttackSpec("blend", target="5", alpha=0.1),
+                              settings if blend is None else blend)):
         m = _model(name)
         atk = make_attack(spec, (1, 28, 28), 10, 0)
         det = get_detector("deep_inspect")
@@ -124,10 +139,24 @@ def patching() -> None:
 
         tar = trojan_activation_rate(m, te, atk.trigger, atk.labels)
         print(name, "flagged", rep.suspects, f"acc {accuracy(m, te):.4f} TAR {tar:.4f}")
-        for kw in settings:
+        for kw in todo:
             r = finetune_with_triggers(m, inv, additive_stamper(triggers, rep.suspects), **kw)  # type: ignore[arg-type]
             print(" ", kw, "lr", r.lr, f"acc {accuracy(r.model, te):.4f}",
                   f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}", flush=True)
+
+
+def multi_target() -> None:
+    """mnist_multi3 ({1,4,7}): the model's probabilities on stamped images, and DeepInspect without the success target."""
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    m = _model("mnist_multi3")
+    atk = make_attack(AttackSpec("badnets", target="1,4,7"), (1, 28, 28), 10, 0)
+    with torch.no_grad():
+        p = torch.softmax(m(atk.trigger.stamp(te.x[:2000])), 1).mean(0)
+    print("mean probability on 2000 stamped test images", [round(float(v), 3) for v in p])
+    for kw in ({"asr_target": None, "n_repeats": 1}, {"asr_target": 0.9, "n_repeats": 1}):
+        r = get_detector("deep_inspect", **kw).scan(m, None, seed=0, progress=False)
+        print(kw, f"DF {r.anomaly_index:.2f}", r.suspects, "statistics", [round(c.statistic, 1) for c in r.classes],
+              "attack success", [round(c.extra["attack_success"], 2) for c in r.classes], flush=True)
 
 
 def patch_df() -> None:
@@ -205,7 +234,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
-            "patch-df": patch_df, "patch-why": patch_why}
+            "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

@@ -157,7 +157,7 @@ def finetune_with_triggers(
     reference = model.predict(hold.x)
 
     teacher = Distiller(model)
-    start = [p.detach().clone() for p in model.parameters()]
+    start = [p.detach().clone() for p in model.parameters()] if anchor > 0 else []
 
     def loss_fn(student: Classifier, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if noise > 0:
