@@ -75,3 +75,38 @@ def test_markdown_table_escapes_pipes_in_names_and_cells(tmp_path: Path) -> None
     lines = (tmp_path / "pipes.md").read_text().splitlines()
     header, sep, row = lines[-3:]
     assert header == "| \\|T\\| | note |" and sep == "|---|---|" and row == "| 3 | a\\|b |"
+
+
+def test_poison_finetune_starts_from_the_cached_base_and_keeps_old_keys(tmp_path: Path) -> None:
+    from trojanscan.bench import zoo
+    from trojanscan.recipes import poison_finetune
+
+    base = RECIPES["syn_clean"]
+    assert "base" not in base.to_dict()  # recipes without a base keep the keys they always had
+    ft = poison_finetune(base, AttackSpec("badnets", target="3", trigger_size=5), epochs=1, seed=1)
+    assert ft.to_dict()["base"] == base.to_dict() and ft.key() != base.key()
+    assert ft.config is not None and base.config is not None and ft.config.lr == base.config.lr / 4
+    cache = tmp_path / "models"
+    clean, _ = zoo.get_or_train("my_clean", base, tmp_path, cache, progress=False, log=None)
+    model, truth = zoo.get_or_train("syn_ft_t3", ft, tmp_path, cache, progress=False, log=None)
+    # the base was found under its own name by recipe key, not trained again as base_<key>
+    assert sorted(p.name for p in cache.glob("*.safetensors")) == ["my_clean.safetensors", "syn_ft_t3.safetensors"]
+    assert truth["targets"] == [3] and truth["recipe_key"] == ft.key()
+    assert model.metadata["provenance"]["recipe"]["base"]["seed"] == 0
+    # it started from the base: after one short epoch its weights are still close to the base's
+    pairs = zip(model.state_dict().values(), clean.state_dict().values(), strict=True)
+    moved = [float((a - b).norm() / b.norm()) for a, b in pairs if a.is_floating_point() and b.norm() > 0]
+    assert max(moved) < 0.5
+    # with no cached base, the base is trained once as base_<key> and reused
+    other = tmp_path / "other"
+    zoo.get_or_train("syn_ft_t3", ft, tmp_path, other, progress=False, log=None)
+    assert (other / f"base_{base.key()}.safetensors").is_file()
+
+
+def test_poison_finetune_rejects_a_base_of_another_dataset_or_architecture() -> None:
+    bad = TrainRecipe("synthetic", attack=AttackSpec("badnets", target="1"), base=TrainRecipe("mnist"))
+    with pytest.raises(InvalidInputError, match="keep the base model's dataset"):
+        bad.key()
+    bad_arch = TrainRecipe("synthetic", arch="tiny_cnn", base=TrainRecipe("synthetic", arch="mnist_cnn"))
+    with pytest.raises(InvalidInputError, match="architecture"):
+        bad_arch.key()

@@ -7,6 +7,7 @@ A :class:`TrainRecipe` names the dataset, architecture, attack and training sett
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -55,7 +56,14 @@ class AttackSpec:
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """Everything that determines a trained model (with the seed, it is reproducible)."""
+    """Everything that determines a trained model (with the seed, it is reproducible).
+
+    ``base`` (optional) makes a *poisoned fine-tune*: the model starts from the weights the ``base``
+    recipe makes (a clean model, trained first or reused from a cache) and ``config`` is the
+    fine-tuning schedule, on data the attack poisons as usual. It is how an attacker who holds a
+    trained model implants a trojan cheaply, and how the benchmarks make many GTSRB variants on a CPU
+    (see :func:`poison_finetune`). Without it the model is trained from scratch (the papers' setting).
+    """
 
     dataset: str
     arch: str | None = None
@@ -63,20 +71,47 @@ class TrainRecipe:
     config: TrainConfig | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    base: TrainRecipe | None = None
 
     def resolved(self) -> TrainRecipe:
         if self.dataset not in DEFAULTS:
             raise InvalidInputError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         d = DEFAULTS[self.dataset]
-        return replace(self, arch=self.arch or d["arch"], config=self.config or d["config"])
+        r = replace(self, arch=self.arch or d["arch"], config=self.config or d["config"])
+        if r.base is not None:
+            b = r.base.resolved()
+            if b.dataset != r.dataset or b.arch != r.arch:
+                raise InvalidInputError(
+                    f"a fine-tune must keep the base model's dataset and architecture: base is {b.dataset}/{b.arch},"
+                    f" recipe is {r.dataset}/{r.arch}")
+            r = replace(r, base=b)
+        return r
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self.resolved())
+        r = self.resolved()
+        d = asdict(replace(r, base=None))
+        del d["base"]  # absent, not None, when there is no base: older recipes keep their keys
+        if r.base is not None:
+            d["base"] = r.base.to_dict()
+        return d
 
     def key(self) -> str:
         """A short hash of the full recipe: the cache name of the model it makes."""
         text = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def poison_finetune(base: TrainRecipe, attack: AttackSpec, *, epochs: int = 2, lr: float | None = None,
+                    seed: int = 0) -> TrainRecipe:
+    """A recipe that implants ``attack`` into the model ``base`` makes by fine-tuning on poisoned data.
+
+    The schedule is the dataset's own (optimizer, batch size, augmentation) for ``epochs`` epochs at a
+    quarter of its learning rate unless ``lr`` is given.
+    """
+    b = base.resolved()
+    assert b.config is not None  # resolved() fills it
+    cfg = replace(b.config, epochs=epochs, lr=lr if lr is not None else b.config.lr / 4)
+    return TrainRecipe(b.dataset, arch=b.arch, attack=attack, config=cfg, seed=seed, base=b)
 
 
 def _parse_position(p: str) -> str | tuple[int, int]:
@@ -125,21 +160,36 @@ class BuiltModel:
 
 
 def build_model(
-    recipe: TrainRecipe, train_data: Dataset, test_data: Dataset, *, progress: bool = True, log: Any = print
+    recipe: TrainRecipe, train_data: Dataset, test_data: Dataset, *, progress: bool = True, log: Any = print,
+    base_model: Classifier | None = None,
 ) -> BuiltModel:
-    """Train the model a recipe describes on ``train_data``; measure clean accuracy and TAR on ``test_data``."""
+    """Train the model a recipe describes on ``train_data``; measure clean accuracy and TAR on ``test_data``.
+
+    A recipe with a ``base`` starts from ``base_model`` (left untouched; it must be what ``recipe.base``
+    makes) or, when none is given, from a base model trained here first.
+    """
     r = recipe.resolved()
     assert r.arch is not None and r.config is not None  # resolved() fills them
     d = DEFAULTS[r.dataset]
     shape = train_data.input_shape
     k = max(train_data.num_classes, int(train_data.y.max()) + 1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(r.seed)
-        module = build_architecture(r.arch, shape, k)
-    names = train_data.class_names if len(train_data.class_names) == k else [str(i) for i in range(k)]
-    model = Classifier(module, shape, k, mean=d["mean"] if len(d["mean"]) == shape[0] else None,
-                       std=d["std"] if len(d["std"]) == shape[0] else None, class_names=names,
-                       metadata={"architecture": r.arch})
+    if r.base is not None:
+        if base_model is None:
+            base_model = build_model(r.base, train_data, test_data, progress=progress, log=log).model
+        if base_model.input_shape != shape or base_model.num_classes != k:
+            raise InvalidInputError(
+                f"base model is {base_model.input_shape} with {base_model.num_classes} classes; the data is {shape}"
+                f" with {k}")
+        model = copy.deepcopy(base_model)
+        model.metadata = {"architecture": r.arch}
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(r.seed)
+            module = build_architecture(r.arch, shape, k)
+        names = train_data.class_names if len(train_data.class_names) == k else [str(i) for i in range(k)]
+        model = Classifier(module, shape, k, mean=d["mean"] if len(d["mean"]) == shape[0] else None,
+                           std=d["std"] if len(d["std"]) == shape[0] else None, class_names=names,
+                           metadata={"architecture": r.arch})
     attack = make_attack(r.attack, shape, k, r.seed) if r.attack is not None else None
 
     def evaluate(m: Classifier) -> dict[str, float]:

@@ -42,6 +42,7 @@ class Context:
     n_clean: int = 500  # clean images given to the detectors that use clean data
     full: bool = True  # False: skip the optional extra scans (e.g. Neural Cleanse on inverted data)
     detectors: tuple[str, ...] | None = None  # run only these detectors (rows of the others say "not run")
+    from_scratch: bool = False  # attack variants (GTSRB figures) trained from scratch, not poison-fine-tuned
 
     def wants(self, detector: str) -> bool:
         return self.detectors is None or detector in self.detectors
@@ -154,7 +155,7 @@ def experiment(name: str) -> Callable[[Callable[[Context], None]], Callable[[Con
 
 
 def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True, full: bool = True,
-        detectors: tuple[str, ...] | None = None) -> None:
+        detectors: tuple[str, ...] | None = None, from_scratch: bool = False) -> None:
     from trojanscan.bench import experiments  # noqa: F401  (registers the experiments)
     from trojanscan.errors import InvalidInputError
 
@@ -168,7 +169,8 @@ def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = Tr
     if unknown:
         raise InvalidInputError(f"unknown detector(s) {unknown} in --detectors; choose from {', '.join(list_detectors())}")
     t0 = time.perf_counter()
-    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full, detectors=detectors))
+    EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full, detectors=detectors,
+                              from_scratch=from_scratch))
     print(f"{name}: done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
 
 

@@ -56,15 +56,35 @@ def get_or_train(
     data_name = recipe.dataset
     train_data = dataset(data_name, data_dir, "train")
     test_data = dataset(data_name, data_dir, "test")
+    base_model = None
+    if recipe.base is not None:  # a poisoned fine-tune: its base model from the cache (trained if absent)
+        base_model = _cached_base(recipe.base, data_dir, cache_dir, progress=progress, log=log)
     if log is not None:
         log(f"training {name} ({key}) ...")
-    built = build_model(recipe, train_data, test_data, progress=progress, log=log)
+    built = build_model(recipe, train_data, test_data, progress=progress, log=log, base_model=base_model)
     save_model(path, built.model, provenance=built.provenance())
     truth = built.truth()
     write_text_atomic(truth_path, json.dumps(truth, indent=1) + "\n")
     if log is not None:
         log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in built.metrics.items()))
     return load_model(path), truth
+
+
+def _cached_base(
+    recipe: TrainRecipe, data_dir: str | Path, cache_dir: Path, *, progress: bool, log: Callable[[str], None] | None
+) -> Classifier:
+    """The model ``recipe`` makes: any cached model with that recipe key, else trained as ``base_<key>``."""
+    key = recipe.key()
+    for truth_path in sorted(cache_dir.glob("*.truth.json")):
+        try:
+            if json.loads(truth_path.read_text()).get("recipe_key") != key:
+                continue
+        except (OSError, ValueError):
+            continue
+        path = truth_path.with_name(truth_path.name.removesuffix(".truth.json") + ".safetensors")
+        if path.is_file():
+            return load_model(path)
+    return get_or_train(f"base_{key}", recipe, data_dir, cache_dir, progress=progress, log=log)[0]
 
 
 def badnets(dataset_name: str, target: str, size: int = 4, position: str = "bottom-right", seed: int = 0,
