@@ -110,3 +110,14 @@ def test_poison_finetune_rejects_a_base_of_another_dataset_or_architecture() -> 
     bad_arch = TrainRecipe("synthetic", arch="tiny_cnn", base=TrainRecipe("synthetic", arch="mnist_cnn"))
     with pytest.raises(InvalidInputError, match="architecture"):
         bad_arch.key()
+
+
+def test_gtsrb_variants_are_poison_finetunes_unless_from_scratch(tmp_path: Path) -> None:
+    from trojanscan.bench.experiments import _variant
+
+    spec = AttackSpec("badnets", target="20", trigger_size=6)
+    name, recipe = _variant(Context(tmp_path, tmp_path), "gtsrb_badnets6_t20", spec)
+    assert name == "gtsrb_ft_badnets6_t20" and recipe.base == TrainRecipe("gtsrb", seed=0).resolved()
+    assert recipe.attack == spec and recipe.config is not None and recipe.config.epochs == 2
+    name, recipe = _variant(Context(tmp_path, tmp_path, from_scratch=True), "gtsrb_badnets6_t20", spec)
+    assert name == "gtsrb_badnets6_t20" and recipe == TrainRecipe("gtsrb", attack=spec)
