@@ -85,6 +85,46 @@ def test_train_synthetic_writes_model_and_truth(tmp_path: Path, capsys: pytest.C
     assert meta["architecture"] == "tiny_cnn" and meta["input_shape"] == [1, 28, 28]
 
 
+def test_train_base_fine_tunes_a_trojan_into_an_existing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trojanscan.models import load_model
+    from trojanscan.recipes import TrainRecipe
+
+    base = tmp_path / "base.safetensors"
+    code, _, err = _run(["train", "--dataset", "synthetic", "--out", str(base), "--epochs", "1", "--no-progress"], capsys)
+    assert code == 0, err
+    out = tmp_path / "ft.safetensors"
+    code, _, err = _run(["train", "--dataset", "synthetic", "--out", str(out), "--base", str(base), "--attack", "badnets",
+                         "--target", "3", "--trigger-size", "5", "--epochs", "1", "--seed", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    truth = json.loads((tmp_path / "ft.truth.json").read_text())
+    assert truth["targets"] == [3] and truth["metrics"]["tar"] > 0.5
+    recipe = TrainRecipe.from_dict(load_model(out).metadata["provenance"]["recipe"])
+    base_recipe = TrainRecipe.from_dict(load_model(base).metadata["provenance"]["recipe"])
+    assert recipe.base is not None and recipe.base.key() == base_recipe.key() and recipe.seed == 2
+    assert recipe.key() == truth["recipe_key"]  # the recorded recipe reproduces the key (from_dict round-trips)
+
+
+def test_train_base_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "ft.safetensors")
+    common = ["train", "--dataset", "synthetic", "--out", out, "--attack", "badnets", "--no-progress"]
+    _assert_bad([*common, "--base", str(tmp_path / "missing.safetensors")], capsys, "missing", tmp_path)
+    ts = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(ts))
+    _assert_bad([*common, "--base", str(ts)], capsys, "written by 'trojanscan train'", tmp_path)
+    # a safetensors model saved without provenance: no recipe, so the fine-tune could not be reproduced
+    from trojanscan.models import load_model
+
+    bare = load_model(files["clean"])
+    bare.metadata.pop("provenance", None)
+    bare_path = save_model(tmp_path / "bare.safetensors", bare)
+    _assert_bad([*common, "--base", str(bare_path)], capsys, "records no training recipe", tmp_path)
+    base = tmp_path / "base.safetensors"
+    assert _run(["train", "--dataset", "synthetic", "--out", str(base), "--epochs", "1", "--no-progress"], capsys)[0] == 0
+    _assert_bad(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", out, "--base", str(base)],
+                capsys, "trained as synthetic", tmp_path)
+    _assert_bad([*common, "--base", str(base), "--epochs", "0"], capsys, "epochs", tmp_path)
+
+
 def test_scan_exit_codes_and_reports(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The exit-code plumbing, with the fastest detector; the clean model is judged at a stricter cutoff because
     # NeuronInspect's false-positive rate on tiny models is high (docs/methods/neuron_inspect.md).

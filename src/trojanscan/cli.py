@@ -160,8 +160,11 @@ def train_cmd(
     pattern: Annotated[str, typer.Option(help="square | random")] = "square",
     poison_rate: Annotated[float, typer.Option(help="Share of training images poisoned")] = 0.1,
     arch: Annotated[str | None, typer.Option(help="Architecture (default per dataset)")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default per dataset)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default per dataset; 2 with --base)")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed makes the same model")] = 0,
+    base: Annotated[Path | None, typer.Option(
+        help="Fine-tune this model (a .safetensors written by 'trojanscan train') on the poisoned data instead of "
+             "training from scratch, at a quarter of the dataset's learning rate")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Train a clean or trojaned model and write it with its metadata and a ground-truth sidecar."""
@@ -169,7 +172,7 @@ def train_cmd(
 
     from trojanscan._fileio import write_text_atomic
     from trojanscan.models import list_architectures, save_model
-    from trojanscan.recipes import DATASETS, DEFAULTS, AttackSpec, TrainRecipe, build_model, make_attack
+    from trojanscan.recipes import DATASETS, DEFAULTS, AttackSpec, TrainRecipe, build_model, make_attack, poison_finetune
 
     if dataset not in DATASETS:
         raise InvalidInputError(f"--dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
@@ -180,23 +183,51 @@ def train_cmd(
         raise InvalidInputError(f"--attack {attack!r} is unknown; choose none, badnets, blend, watermark or trojannn")
     spec = None if attack == "none" else AttackSpec(attack, target, trigger_size, position, tuple(positions or ()),
                                                      alpha, pattern, poison_rate)
-    config = DEFAULTS[dataset]["config"]
-    if epochs is not None:
-        config = replace(config, epochs=epochs)
-        config.check()
-    recipe = TrainRecipe(dataset, arch=arch, attack=spec, config=config, seed=seed)
+    base_model, base_recipe = _base_model(base, dataset, arch) if base is not None else (None, None)
+    if base_recipe is not None:
+        recipe = poison_finetune(base_recipe, spec, epochs=2 if epochs is None else epochs, seed=seed)
+        if epochs is not None:
+            assert recipe.config is not None  # poison_finetune sets it
+            recipe.config.check()
+    else:
+        config = DEFAULTS[dataset]["config"]
+        if epochs is not None:
+            config = replace(config, epochs=epochs)
+            config.check()
+        recipe = TrainRecipe(dataset, arch=arch, attack=spec, config=config, seed=seed)
     train_data, test_data = _load_train_test(dataset, data_dir, seed)
     k = max(train_data.num_classes, int(train_data.y.max()) + 1)
     if spec is not None:  # validate the attack (sizes, targets, alpha) before any training
         make_attack(spec, train_data.input_shape, k, seed)
     built = build_model(recipe, train_data, test_data, progress=progress,
-                        log=lambda s: typer.echo(s, err=True))
+                        log=lambda s: typer.echo(s, err=True), base_model=base_model)
     save_model(out, built.model, provenance=built.provenance())
     truth_path = out.with_suffix(".truth.json")
     write_text_atomic(truth_path, json.dumps(built.truth(), indent=1) + "\n")
     m = built.metrics
     tar = f"  TAR {m['tar']:.4f}" if "tar" in m else ""
     typer.echo(f"clean accuracy {m['clean_acc']:.4f}{tar}  ({m['train_seconds']:.0f} s)  -> {out}")
+
+
+def _base_model(path: Path, dataset: str, arch: str | None) -> tuple[Any, Any]:
+    """``--base``: the model to fine-tune and the recipe its provenance records (needed to reproduce the result)."""
+    from trojanscan.models import load_model
+    from trojanscan.recipes import TrainRecipe
+
+    if path.suffix != ".safetensors":
+        raise InvalidInputError(f"--base {str(path)!r} must be a .safetensors model written by 'trojanscan train'")
+    model = load_model(path)
+    recorded = (model.metadata.get("provenance") or {}).get("recipe")
+    if not isinstance(recorded, dict):
+        raise InvalidInputError(
+            f"--base {str(path)!r} records no training recipe in its metadata, so the fine-tuned model could not be "
+            "reproduced; use a model written by 'trojanscan train'")
+    recipe = TrainRecipe.from_dict(recorded)
+    if recipe.dataset != dataset or (arch is not None and recipe.arch != arch):
+        raise InvalidInputError(
+            f"--base {str(path)!r} was trained as {recipe.dataset}/{recipe.arch}; it cannot be fine-tuned as "
+            f"{dataset}/{arch or 'the default architecture'}")
+    return model, recipe
 
 
 def _load_train_test(dataset: str, data_dir: Path | None, seed: int) -> tuple[Any, Any]:

@@ -95,15 +95,31 @@ class TrainRecipe:
             d["base"] = r.base.to_dict()
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainRecipe:
+        """The recipe :meth:`to_dict` wrote (e.g. a model's ``provenance["recipe"]``); same :meth:`key`."""
+        try:
+            atk = d.get("attack")
+            return cls(
+                dataset=d["dataset"], arch=d.get("arch"),
+                attack=None if atk is None else AttackSpec(**{**atk, "positions": tuple(atk.get("positions", ()))}),
+                config=None if d.get("config") is None else TrainConfig(**d["config"]),
+                seed=d.get("seed", 0), extra=dict(d.get("extra") or {}),
+                base=None if d.get("base") is None else cls.from_dict(d["base"]),
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise InvalidInputError(f"not a training recipe ({e}); expected what TrainRecipe.to_dict writes") from e
+
     def key(self) -> str:
         """A short hash of the full recipe: the cache name of the model it makes."""
         text = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def poison_finetune(base: TrainRecipe, attack: AttackSpec, *, epochs: int = 2, lr: float | None = None,
+def poison_finetune(base: TrainRecipe, attack: AttackSpec | None, *, epochs: int = 2, lr: float | None = None,
                     seed: int = 0) -> TrainRecipe:
-    """A recipe that implants ``attack`` into the model ``base`` makes by fine-tuning on poisoned data.
+    """A recipe that implants ``attack`` into the model ``base`` makes by fine-tuning on poisoned data
+    (``attack=None``: a clean fine-tune).
 
     The schedule is the dataset's own (optimizer, batch size, augmentation) for ``epochs`` epochs at a
     quarter of its learning rate unless ``lr`` is given.
