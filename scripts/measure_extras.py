@@ -9,6 +9,7 @@
     .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
+    .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
 """
@@ -230,11 +231,21 @@ def nc_gtsrb() -> None:
               "label 18:", round(rep.classes[18].anomaly_index, 2), flush=True)
 
 
+def di_asr() -> None:
+    """DeepInspect with asr_target 0.95 (default 0.99) on gtsrb_ft_badnets12_t18 (trained by ``trojanscan bench di_fig5``)."""
+    rep = get_detector("deep_inspect", asr_target=0.95).scan(_model("gtsrb_ft_badnets12_t18"), None, seed=0,
+                                                              progress=False)
+    low = sorted(rep.classes, key=lambda c: c.statistic)[:5]
+    print(round(rep.anomaly_index, 2), rep.suspects, [(c.label, round(c.statistic, 3)) for c in low], rep.notes,
+          f"{rep.runtime_s:.0f} s", flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
-            "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target}
+            "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
+            "di-asr": di_asr}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
