@@ -130,6 +130,8 @@ def plot_series(ctx: Context, name: str, x: list[Any], series: dict[str, list[fl
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for label, ys in series.items():
+        if all(y is None for y in ys):  # a detector that was not run: no empty legend entry
+            continue
         ax.plot([str(v) for v in x], [float("nan") if y is None else min(y, 50.0) for y in ys], marker="o", label=label)
     ax.axhline(cutoff, color="red", linestyle="--", label=f"cutoff {cutoff:g}")
     ax.set_xlabel(xlabel)
