@@ -37,6 +37,12 @@ def test_runner_caches_models_and_scans_and_filters_detectors(tmp_path: Path) ->
     assert all(r["verdict"] in ("benign", "trojaned") and r["index"] is not None for r in ran)
     assert all(r["verdict"] == "not run" and r["index"] is None for r in skipped)
     assert {r["truth"] == [5] for r in ran if r["model"] == "syn_badnets_t5"} == {True}
+    # target_index is the true target's own index (read from the cached scan), not the model-level maximum
+    for r in ran:
+        scan = next((out / "scans").glob(f"{r['model']}__neuron_inspect__*.json"))
+        by_label = {c["label"]: c["anomaly_index"] for c in json.loads(scan.read_text())["classes"]}
+        assert r["target_index"] == (by_label[5] if r["model"] == "syn_badnets_t5" else None)
+    assert all(r["target_index"] is None for r in skipped)
     for ext in ("csv", "md", "json"):
         assert (out / f"test_tiny.{ext}").is_file()
     assert "Command: `pytest`" in (out / "test_tiny.md").read_text()
@@ -86,6 +92,8 @@ def test_poison_finetune_starts_from_the_cached_base_and_keeps_old_keys(tmp_path
     ft = poison_finetune(base, AttackSpec("badnets", target="3", trigger_size=5), epochs=1, seed=1)
     assert ft.to_dict()["base"] == base.to_dict() and ft.key() != base.key()
     assert ft.config is not None and base.config is not None and ft.config.lr == base.config.lr / 4
+    with pytest.raises(InvalidInputError, match="epochs"):
+        poison_finetune(base, None, epochs=0)
     cache = tmp_path / "models"
     clean, _ = zoo.get_or_train("my_clean", base, tmp_path, cache, progress=False, log=None)
     model, truth = zoo.get_or_train("syn_ft_t3", ft, tmp_path, cache, progress=False, log=None)

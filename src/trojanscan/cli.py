@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from trojanscan.errors import InvalidInputError, TrojanScanError
+
+if TYPE_CHECKING:
+    from trojanscan.models.classifier import Classifier
+    from trojanscan.recipes import TrainRecipe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Detect neural trojans (backdoors) in pre-trained image classifiers.")
@@ -183,12 +187,10 @@ def train_cmd(
         raise InvalidInputError(f"--attack {attack!r} is unknown; choose none, badnets, blend, watermark or trojannn")
     spec = None if attack == "none" else AttackSpec(attack, target, trigger_size, position, tuple(positions or ()),
                                                      alpha, pattern, poison_rate)
-    base_model, base_recipe = _base_model(base, dataset, arch) if base is not None else (None, None)
-    if base_recipe is not None:
+    base_model = None
+    if base is not None:
+        base_model, base_recipe = _base_model(base, dataset, arch)
         recipe = poison_finetune(base_recipe, spec, epochs=2 if epochs is None else epochs, seed=seed)
-        if epochs is not None:
-            assert recipe.config is not None  # poison_finetune sets it
-            recipe.config.check()
     else:
         config = DEFAULTS[dataset]["config"]
         if epochs is not None:
@@ -209,7 +211,7 @@ def train_cmd(
     typer.echo(f"clean accuracy {m['clean_acc']:.4f}{tar}  ({m['train_seconds']:.0f} s)  -> {out}")
 
 
-def _base_model(path: Path, dataset: str, arch: str | None) -> tuple[Any, Any]:
+def _base_model(path: Path, dataset: str, arch: str | None) -> tuple[Classifier, TrainRecipe]:
     """``--base``: the model to fine-tune and the recipe its provenance records (needed to reproduce the result)."""
     from trojanscan.models import load_model
     from trojanscan.recipes import TrainRecipe

@@ -127,6 +127,7 @@ def poison_finetune(base: TrainRecipe, attack: AttackSpec | None, *, epochs: int
     b = base.resolved()
     assert b.config is not None  # resolved() fills it
     cfg = replace(b.config, epochs=epochs, lr=lr if lr is not None else b.config.lr / 4)
+    cfg.check()  # a bad epochs/lr fails here, before any base model is loaded or trained
     return TrainRecipe(b.dataset, arch=b.arch, attack=attack, config=cfg, seed=seed, base=b)
 
 
