@@ -1,4 +1,4 @@
-"""The benchmark runner: cached models and scans, tables, resumability, the --detectors filter."""
+"""The benchmark runner: cached models and scans, tables, resumability, the --detectors and --models filters."""
 
 from __future__ import annotations
 
@@ -64,6 +64,25 @@ def test_runner_caches_models_and_scans_and_filters_detectors(tmp_path: Path) ->
     assert fw.cutoff > plain.cutoff == 2.0 and [c.anomaly_index for c in fw.classes] == [c.anomaly_index for c in plain.classes]
 
 
+def test_models_filter_computes_only_matching_rows_and_reads_the_rest_from_the_cache(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    run("test_tiny", tmp_path, out, progress=False, models=("syn_cl*",))
+    rows = {(r["model"], r["detector"]): r for r in json.loads((out / "test_tiny.json").read_text())}
+    assert all(rows[("syn_clean", d)]["index"] is not None for d in ("neuron_inspect", "neural_cleanse"))
+    assert all(rows[("syn_badnets_t5", d)]["verdict"] == "not run" for d in ("neuron_inspect", "neural_cleanse"))
+    assert rows[("syn_badnets_t5", "neuron_inspect")]["clean_acc"] is None
+    assert not (out / "models" / "syn_badnets_t5.safetensors").exists()  # an unselected model is not trained
+    # a later run of one detector on every model: the other detector's cached scan fills its row, nothing is rescanned
+    nc_scan = next((out / "scans").glob("syn_clean__neural_cleanse__*.json"))
+    stamp = nc_scan.stat().st_mtime_ns
+    run("test_tiny", tmp_path, out, progress=False, detectors=("neuron_inspect",))
+    rows2 = {(r["model"], r["detector"]): r for r in json.loads((out / "test_tiny.json").read_text())}
+    assert rows2[("syn_clean", "neural_cleanse")] == rows[("syn_clean", "neural_cleanse")]
+    assert rows2[("syn_badnets_t5", "neural_cleanse")]["verdict"] == "not run"
+    assert rows2[("syn_badnets_t5", "neuron_inspect")]["index"] is not None
+    assert nc_scan.stat().st_mtime_ns == stamp
+
+
 def test_runner_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="unknown experiment"):
         run("no_such_experiment", tmp_path, tmp_path / "o")
@@ -71,6 +90,8 @@ def test_runner_bad_input(tmp_path: Path) -> None:
         run("test_tiny", tmp_path, tmp_path / "o", detectors=("magic",))
     with pytest.raises(InvalidInputError, match="not a directory"):
         run("test_tiny", tmp_path / "missing", tmp_path / "o")
+    with pytest.raises(InvalidInputError, match="--models is empty"):
+        run("test_tiny", tmp_path, tmp_path / "o", models=())
     assert not (tmp_path / "o").exists()
     assert "core_mnist" in EXPERIMENTS and "di_fig6" in EXPERIMENTS
 

@@ -21,7 +21,8 @@ def _model(arch: str = "tiny_cnn", shape: tuple[int, int, int] = (1, 28, 28), k:
 
 
 @pytest.mark.parametrize("arch,shape", [("tiny_cnn", (1, 28, 28)), ("mnist_cnn", (1, 28, 28)),
-                                        ("gtsrb_cnn", (3, 32, 32)), ("cifar_resnet9", (3, 32, 32))])
+                                        ("gtsrb_cnn", (3, 32, 32)), ("cifar_resnet9", (3, 32, 32)),
+                                        ("lenet5", (1, 28, 28)), ("mlp", (3, 32, 32)), ("resnet8", (1, 28, 28))])
 def test_safetensors_round_trip(tmp_path: Path, arch: str, shape: tuple[int, int, int]) -> None:
     m = _model(arch, shape).eval()
     p = save_model(tmp_path / "m.safetensors", m, provenance={"seed": 3})
@@ -152,3 +153,15 @@ class _BadOut(torch.nn.Module):
 def test_validate_rejects_bad_outputs(kind: str, k: int, msg: str) -> None:
     with pytest.raises(InvalidInputError, match=msg):
         Classifier(_BadOut(kind), (1, 28, 28), k).validate()
+
+
+@pytest.mark.parametrize("arch", ["lenet5", "mlp", "resnet8"])
+def test_other_architectures_export_to_torchscript(tmp_path: Path, arch: str) -> None:
+    """The zoo's other-architecture models travel as TorchScript with no sidecar, like a foreign model."""
+    m = _model(arch).eval()
+    p = export_torchscript(m, tmp_path / "m.pt", with_sidecar=False)
+    assert not sidecar_path(p).exists()
+    loaded = load_model(p, input_shape=(1, 28, 28))
+    x = torch.rand(3, 1, 28, 28)
+    assert loaded.num_classes == 10
+    assert torch.allclose(loaded(x), m(x), atol=1e-5)

@@ -331,7 +331,11 @@ def bench(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
     full: Annotated[bool, typer.Option(help="Also run the optional extra scans (slower)")] = True,
     detectors: Annotated[str | None, typer.Option(
-        help="Comma-separated detectors to run (default: all); the others' cells say 'not run'")] = None,
+        help="Comma-separated detectors to run (default: all); the others' cells come from cached scans or say "
+             "'not run'")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated model names or globs to train and scan (default: all), e.g. 'gtsrb_ft_badnets14_*'; "
+             "the other rows come from cached scans or say 'not run'")] = None,
     from_scratch: Annotated[bool, typer.Option(
         help="Train the GTSRB attack variants (ni_table3, translucent, di_fig5) from scratch as the papers did, "
              "instead of poison-fine-tuning the clean seed-0 model for 2 epochs (about 4x less training)")] = False,
@@ -345,7 +349,9 @@ def bench(
             typer.echo(f"{name:16s} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return
     run(experiment, data_dir, out, progress=progress, full=full,
-        detectors=tuple(d.strip() for d in detectors.split(",")) if detectors else None, from_scratch=from_scratch)
+        detectors=tuple(d.strip() for d in detectors.split(",")) if detectors else None,
+        models=None if models is None else tuple(m.strip() for m in models.split(",") if m.strip()),
+        from_scratch=from_scratch)
 
 
 @app.command("scan-zoo")

@@ -16,14 +16,18 @@ DETECTORS_WITH_DATA = ("neural_cleanse", "neuron_inspect")
 
 def _scan_row(ctx: Context, name: str, recipe: TrainRecipe, detector: str, *, data_free: bool,
               params: dict[str, Any] | None = None) -> Row:
-    model, truth = ctx.model(name, recipe)
+    compute = ctx.wants(detector, name)  # --detectors / --models: otherwise only a cached scan fills the row
+    got = ctx.model(name, recipe) if compute else ctx.cached_model(name, recipe)
+    truth = got[1] if got is not None else {"targets": None, "metrics": {}}
     targets = truth.get("targets", [])
-    if not ctx.wants(detector):  # --detectors excludes it: the row says so instead of a number
+    rep = None
+    if got is not None:
+        data = None if data_free else ctx.clean_data(recipe.dataset)
+        rep = ctx.scan(name, got[0], detector, data, params=params, compute=compute)
+    if rep is None:  # the row says so instead of a number
         return {"model": name, "truth": targets, "clean_acc": truth["metrics"].get("clean_acc"),
                 "tar": truth["metrics"].get("tar"), "detector": detector, "data": None, "index": None,
                 "suspects": None, "verdict": "not run", "correct": None, "target_index": None, "scan_s": None}
-    data = None if data_free else ctx.clean_data(recipe.dataset)
-    rep = ctx.scan(name, model, detector, data, params=params)
     correct = (set(rep.suspects) == set(targets)) if truth["trojaned"] else (rep.verdict == "benign")
     by_label = {c.label: c.anomaly_index for c in rep.classes}
     on_target = [by_label[t] for t in targets if t in by_label]

@@ -9,6 +9,7 @@ where it stopped and a re-run does not rescan; models are cached by recipe hash 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import io
 import json
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -41,11 +42,17 @@ class Context:
     progress: bool = True
     n_clean: int = 500  # clean images given to the detectors that use clean data
     full: bool = True  # False: skip the optional extra scans (e.g. Neural Cleanse on inverted data)
-    detectors: tuple[str, ...] | None = None  # run only these detectors (rows of the others say "not run")
+    # run only these detectors / the models matching these globs; other cells are read from the cache, or say "not run"
+    detectors: tuple[str, ...] | None = None
+    model_globs: tuple[str, ...] | None = None
     from_scratch: bool = False  # attack variants (GTSRB figures) trained from scratch, not poison-fine-tuned
 
-    def wants(self, detector: str) -> bool:
-        return self.detectors is None or detector in self.detectors
+    def wants(self, detector: str, model_name: str | None = None) -> bool:
+        """Whether this run computes ``detector`` (on ``model_name``): ``--detectors`` and ``--models``."""
+        if self.detectors is not None and detector not in self.detectors:
+            return False
+        return model_name is None or self.model_globs is None or any(
+            fnmatch.fnmatchcase(model_name, g) for g in self.model_globs)
 
     @property
     def models(self) -> Path:
@@ -58,15 +65,30 @@ class Context:
         return zoo.get_or_train(name, recipe, self.data_dir / recipe.dataset, self.models, progress=self.progress,
                                 log=self.log)
 
+    def cached_model(self, name: str, recipe: TrainRecipe) -> tuple[Classifier, dict[str, Any]] | None:
+        """The cached model ``recipe`` made under ``name``, or None (never trains)."""
+        return zoo.cached(name, recipe, self.models)
+
     def clean_data(self, dataset: str) -> Dataset:
         test = zoo.dataset(dataset, self.data_dir / dataset, "test")
         g = torch.Generator().manual_seed(1234)
         idx = torch.randperm(len(test), generator=g)[: self.n_clean]
         return test.subset(idx, f"{dataset} clean sample")
 
+    @overload
     def scan(self, model_name: str, model: Classifier, detector: str, data: Dataset | None, *, seed: int = 0,
-             params: dict[str, Any] | None = None) -> ScanReport:
-        """Scan with caching: the cache key covers the model's sha, the detector, its params and the data."""
+             params: dict[str, Any] | None = None, compute: Literal[True] = True) -> ScanReport: ...
+
+    @overload
+    def scan(self, model_name: str, model: Classifier, detector: str, data: Dataset | None, *, seed: int = 0,
+             params: dict[str, Any] | None = None, compute: bool) -> ScanReport | None: ...
+
+    def scan(self, model_name: str, model: Classifier, detector: str, data: Dataset | None, *, seed: int = 0,
+             params: dict[str, Any] | None = None, compute: bool = True) -> ScanReport | None:
+        """Scan with caching: the cache key covers the model's sha, the detector, its params and the data.
+
+        ``compute=False``: only read the cache (None when the scan was never made).
+        """
         full = get_detector(detector, **(params or {})).get_params()  # defaults too: a changed default rescans
         # familywise only moves the cutoff: scans with and without it share one cached scan (and the keys
         # written before the option existed), re-decided by rethreshold()
@@ -77,6 +99,8 @@ class Context:
         path = self.out / "scans" / f"{model_name}__{detector}__{key}.json"
         if path.is_file():
             return rethreshold(ScanReport.load_json(path), familywise=familywise)
+        if not compute:
+            return None
         self.log(f"scanning {model_name} with {detector} ...")
         hp = {**(params or {}), "familywise": False}
         rep = get_detector(detector, **hp).scan(model, data, seed=seed, progress=self.progress)
@@ -157,7 +181,8 @@ def experiment(name: str) -> Callable[[Callable[[Context], None]], Callable[[Con
 
 
 def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True, full: bool = True,
-        detectors: tuple[str, ...] | None = None, from_scratch: bool = False) -> None:
+        detectors: tuple[str, ...] | None = None, models: tuple[str, ...] | None = None,
+        from_scratch: bool = False) -> None:
     from trojanscan.bench import experiments  # noqa: F401  (registers the experiments)
     from trojanscan.errors import InvalidInputError
 
@@ -171,8 +196,10 @@ def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = Tr
     if unknown:
         raise InvalidInputError(f"unknown detector(s) {unknown} in --detectors; choose from {', '.join(list_detectors())}")
     t0 = time.perf_counter()
+    if models is not None and not [g for g in models if g]:
+        raise InvalidInputError("--models is empty; give model names or globs, e.g. 'gtsrb_ft_badnets14_*'")
     EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full, detectors=detectors,
-                              from_scratch=from_scratch))
+                              model_globs=models, from_scratch=from_scratch))
     print(f"{name}: done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
 
 

@@ -37,6 +37,17 @@ def dataset(name: str, data_dir: str | Path, split: str) -> Dataset:
     return _dataset(name, str(data_dir), split)
 
 
+def cached(name: str, recipe: TrainRecipe, cache_dir: str | Path) -> tuple[Classifier, dict[str, Any]] | None:
+    """``<cache_dir>/<name>.safetensors`` and its ground truth if that file was made by ``recipe``; else None."""
+    path = Path(cache_dir) / f"{name}.safetensors"
+    truth_path = Path(cache_dir) / f"{name}.truth.json"
+    if path.is_file() and truth_path.is_file():
+        truth = json.loads(truth_path.read_text())
+        if truth.get("recipe_key") == recipe.key():
+            return load_model(path), truth
+    return None
+
+
 def get_or_train(
     name: str, recipe: TrainRecipe, data_dir: str | Path, cache_dir: str | Path, *, progress: bool = True,
     log: Callable[[str], None] | None = print,
@@ -45,14 +56,13 @@ def get_or_train(
 
     Returns the model and its ground truth (attack, targets, trigger, metrics).
     """
+    found = cached(name, recipe, cache_dir)
+    if found is not None:
+        return found
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{name}.safetensors"
     truth_path = cache_dir / f"{name}.truth.json"
     key = recipe.key()
-    if path.is_file() and truth_path.is_file():
-        truth = json.loads(truth_path.read_text())
-        if truth.get("recipe_key") == key:
-            return load_model(path), truth
     data_name = recipe.dataset
     train_data = dataset(data_name, data_dir, "train")
     test_data = dataset(data_name, data_dir, "test")

@@ -165,3 +165,42 @@ def tiny_cnn(input_shape: Shape3, num_classes: int) -> nn.Module:
     )
     n = _flat_size(features, input_shape)
     return _Net(features, nn.Sequential(nn.Linear(n, 64), nn.ReLU(), nn.Linear(64, num_classes)))
+
+
+# ----------------------------------------------------------------------------- unlike the defaults
+# Three architectures that no detector default was chosen on: the zoo's "other architectures" models
+# (scripts/make_zoo.py --only mnist-arch) check that the detectors generalise beyond mnist_cnn / gtsrb_cnn.
+
+
+@register_architecture("lenet5")
+def lenet5(input_shape: Shape3, num_classes: int) -> nn.Module:
+    """LeNet-5 (LeCun et al. 1998): tanh and average pooling, no ReLU anywhere (NeuronInspect's
+    rectified pass has nothing to rectify and says so)."""
+    c = input_shape[0]
+    features = nn.Sequential(
+        nn.Conv2d(c, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+    )
+    n = _flat_size(features, input_shape)
+    classifier = nn.Sequential(nn.Linear(n, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, num_classes))
+    return _Net(features, classifier)
+
+
+@register_architecture("mlp")
+def mlp(input_shape: Shape3, num_classes: int) -> nn.Module:
+    """A fully connected network (no convolution): two hidden ReLU layers of 256 and 128 units."""
+    c, h, w = input_shape
+    return _Net(nn.Identity(), nn.Sequential(nn.Linear(c * h * w, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                                             nn.Linear(128, num_classes)))
+
+
+@register_architecture("resnet8")
+def resnet8(input_shape: Shape3, num_classes: int) -> nn.Module:
+    """A small ResNet (He et al. 2016): 3x3 stem of 16 channels, one basic block per stage (16, 32, 64
+    channels; strides 1, 2, 2), batch norm, global average pooling."""
+    c = input_shape[0]
+    features = nn.Sequential(
+        nn.Conv2d(c, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        _BasicBlock(16, 16, 1), _BasicBlock(16, 32, 2), _BasicBlock(32, 64, 2), nn.AdaptiveAvgPool2d(1),
+    )
+    return _Net(features, nn.Linear(64, num_classes))
