@@ -195,3 +195,69 @@ def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, 
     clean_rep.save_json(tmp_path / "benign.json")
     _assert_bad(["patch", str(files["trojaned"]), "--out", str(tmp_path / "x.safetensors"), "--method",
                  "neural_cleanse", "--report", str(tmp_path / "benign.json")], capsys, "nothing to patch", tmp_path)
+
+
+NO_CUDA = not torch.cuda.is_available()
+
+
+def test_resolve_device() -> None:
+    from trojanscan.errors import InvalidInputError
+    from trojanscan.models import resolve_device
+
+    assert resolve_device(None) == resolve_device("cpu") == resolve_device(" CPU ") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for bad, msg in (("gpu-please", "not a device"), ("meta", "not supported")):
+        with pytest.raises(InvalidInputError, match=msg):
+            resolve_device(bad)
+    if NO_CUDA:
+        with pytest.raises(InvalidInputError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(InvalidInputError, match="CUDA"):  # no machine has 99 GPUs
+        resolve_device("cuda:99")
+
+
+def test_device_option_bad_inputs_write_nothing(files: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    m, rep = str(files["trojaned"]), str(tmp_path / "r.json")
+    _assert_bad(["scan", m, "--device", "gpu-please", "--json", rep], capsys, "--device 'gpu-please'", tmp_path)
+    _assert_bad(["patch", m, "--out", str(tmp_path / "p.safetensors"), "--device", "tpu"], capsys, "--device",
+                tmp_path)
+    if NO_CUDA:
+        _assert_bad(["scan", m, "--device", "cuda", "--json", rep], capsys, "no CUDA GPU", tmp_path)
+
+
+def test_scan_on_an_explicit_device_gives_the_same_report(files: dict[str, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``--device cpu`` (and ``auto`` here) is the default path: the same statistics as without the option."""
+    reps = []
+    for extra in ([], ["--device", "cpu"]) + ((["--device", "auto"],) if NO_CUDA else ()):
+        rep = tmp_path / f"r{len(reps)}.json"
+        code, _, err = _run(["scan", str(files["trojaned"]), "--data", str(files["npz"]), "--method", "neuron_inspect",
+                             "--json", str(rep), "--no-progress", *extra], capsys)
+        assert code in (0, 1), err
+        reps.append([c["statistic"] for c in json.loads(rep.read_text())["classes"]])
+    assert all(r == reps[0] for r in reps)
+
+
+@pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
+def test_network_on_the_gpu_takes_and_gives_cpu_tensors(files: dict[str, Path]) -> None:  # pragma: no cover
+    """On a GPU machine: the network runs on CUDA, callers keep CPU tensors, and a scan agrees with the CPU one."""
+    from trojanscan.detectors import get_detector
+    from trojanscan.models import load_model
+
+    cpu = load_model(files["trojaned"])
+    gpu = load_model(files["trojaned"], device="cuda")
+    assert gpu.device.type == "cuda" and next(gpu.parameters()).is_cuda
+    x = torch.rand(4, *cpu.input_shape, requires_grad=True)
+    out = gpu(x)
+    assert out.device.type == "cpu" and torch.allclose(out, cpu(x), atol=1e-4)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert g.device.type == "cpu"
+    data = np.load(files["npz"])
+    from trojanscan.data.base import Dataset
+
+    ds = Dataset(torch.from_numpy(data["x"]), torch.from_numpy(data["y"]), name="clean")
+    a = get_detector("neuron_inspect").scan(cpu, ds, progress=False)
+    b = get_detector("neuron_inspect").scan(gpu, ds, progress=False)
+    assert a.suspects == b.suspects
+    assert np.allclose([c.statistic for c in a.classes], [c.statistic for c in b.classes], rtol=1e-3)

@@ -223,6 +223,8 @@ def test_cli_scan_zoo_bad_input_writes_nothing(zoo: tuple[Path, Path], tmp_path:
     assert not out.exists()
     assert main(["scan-zoo", str(d), "--out", str(out), "--method", "magic"]) == 2
     assert main(["scan-zoo", str(d), "--out", str(out), "--workers", "0"]) == 2
+    assert main(["scan-zoo", str(d), "--out", str(out), "--device", "tpu"]) == 2
+    assert "--device 'tpu'" in capsys.readouterr().err
     assert not out.exists()
 
 

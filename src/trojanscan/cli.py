@@ -70,6 +70,8 @@ def scan(
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.49,0.48,0.45")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
+    device: Annotated[str, typer.Option(
+        help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
@@ -91,7 +93,7 @@ def scan(
 
         cutoff_from_alpha(alpha)
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
-                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"))
+                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device)
     clean: Dataset | None = None
     if data.lower() != "none":
         from trojanscan.data.registry import load_clean_data
@@ -270,6 +272,8 @@ def patch(
     distill: Annotated[bool, typer.Option(
         help="Distil towards the original model to keep clean accuracy (--no-distill: the papers' plain fine-tuning)")] = True,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
+    device: Annotated[str, typer.Option(
+        help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Patch a trojaned model: fine-tune on triggered inputs with their correct labels; print before/after."""
@@ -295,7 +299,7 @@ def patch(
         accepted = set(detector_class(method)().get_params())
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.config.items() if k in accepted}
         seed = sub.seed
-    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle)
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, device=device)
     clean = None
     if data.lower() != "none":
         from trojanscan.data.registry import load_clean_data
@@ -369,6 +373,8 @@ def scan_zoo_cmd(
     input_shape: Annotated[str | None, typer.Option(help="C,H,W for TorchScript files without a sidecar")] = None,
     familywise: Annotated[bool, typer.Option(
         help="Sidak-correct the cutoff for the number of classes (false alarms per model); reuses saved reports")] = False,
+    device: Annotated[str, typer.Option(
+        help="Where the networks run: cpu, cuda, cuda:N, mps or auto (workers share the GPU)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Scan every model in a folder; per detector ROC-AUC, cross-entropy, Brier, FP/FN, target accuracy, time."""
@@ -378,7 +384,7 @@ def scan_zoo_cmd(
         raise InvalidInputError(f"--out {str(out)!r} exists and is not a folder")
     doc = scan_zoo(directory, out, truth=truth, data=data or [], method=method, seed=seed, workers=workers,
                    ray_address=ray_address, input_shape=_ints(input_shape, "input-shape"), familywise=familywise,
-                   progress=progress)
+                   device=device, progress=progress)
     typer.echo(f"{doc['n_models']} models scanned ({doc['n_failed']} failed) in {doc['wall_s']:.0f} s")
     for meth, s in doc["metrics"].items():
         auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"

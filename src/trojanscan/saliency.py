@@ -394,7 +394,7 @@ def unfused_classifier(model: Classifier) -> Classifier | None:
     buf = io.BytesIO()
     torch.jit.save(module, buf)
     buf.seek(0)
-    fresh = torch.jit.load(buf, map_location="cpu")
+    fresh = torch.jit.load(buf, map_location=model.device)
     fresh.train(module.training)
     for p in fresh.parameters():
         p.requires_grad_(False)
@@ -407,6 +407,7 @@ def unfused_classifier(model: Classifier) -> Classifier | None:
         class_names=model.class_names,
         metadata=dict(model.metadata),
     )
+    copy.to(model.device)
     copy.train(model.training)
     return copy
 

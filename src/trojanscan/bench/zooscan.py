@@ -109,6 +109,7 @@ class _Job:
     params: dict[str, dict[str, Any]] | None
     input_shape: tuple[int, int, int] | None
     familywise: bool = False
+    device: str = "cpu"
 
 
 _DECISION_KEYS = ("cutoff", "alpha", "familywise")  # settings rethreshold() changes without a rescan
@@ -169,7 +170,7 @@ def _scan_one(job: _Job) -> dict[str, Any]:
                     return _row_from_report(name, new, new.runtime_s, new.data.source) | {"resumed": True}
             except Exception:  # noqa: BLE001 - an unreadable old report is simply redone
                 pass
-        model = load_model(job.path, input_shape=job.input_shape)
+        model = load_model(job.path, input_shape=job.input_shape, device=job.device)
         model.metadata.update(path=str(job.path), sha256=digest)
         path = dict(job.data_by_shape).get(tuple(model.input_shape))
         data = load_clean_data(path) if path is not None else None  # only the file of this model's shape
@@ -328,9 +329,12 @@ def scan_zoo(
     params: dict[str, dict[str, Any]] | None = None,
     input_shape: Sequence[int] | None = None,
     familywise: bool = False,
+    device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary.
+
+    ``device``: where every worker runs the networks (``--device``; default CPU). Workers share one GPU.
 
     ``familywise``: Sidak-correct every detector's cutoff for the model's number of classes. A saved report of
     the same model, method, seed and detector settings is reused (resume), re-decided at the requested cutoff.
@@ -341,6 +345,9 @@ def scan_zoo(
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise InvalidInputError(f"--workers must be an int >= 1; got {workers!r}")
+    from trojanscan.models.classifier import resolve_device
+
+    dev = str(resolve_device(device))
     models = find_models(directory)
     table = load_truth(models, truth)
     data_by_shape = tuple(_data_shapes([str(p) for p in data]).items())
@@ -353,8 +360,8 @@ def scan_zoo(
     outp = Path(out)
     if not isinstance(familywise, bool):
         raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
-    jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape, familywise)  # type: ignore[arg-type]
-            for m in models]
+    jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape, familywise,  # type: ignore[arg-type]
+                 dev) for m in models]
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 

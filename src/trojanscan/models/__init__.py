@@ -1,7 +1,7 @@
 """Models: the Classifier wrapper, the architectures registry and safe I/O."""
 
 from trojanscan.models.architectures import build_architecture, list_architectures, register_architecture
-from trojanscan.models.classifier import Classifier, preserved_state
+from trojanscan.models.classifier import Classifier, preserved_state, resolve_device
 from trojanscan.models.io import detect_format, export_torchscript, load_model, save_model, sidecar_path
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "load_model",
     "preserved_state",
     "register_architecture",
+    "resolve_device",
     "save_model",
     "sidecar_path",
 ]

@@ -37,6 +37,12 @@ class Classifier(nn.Module):
         Free-form provenance (architecture, training recipe, file path, sha256).
 
     ``queries`` counts the images forwarded through the model (the report's ``model_queries``).
+
+    **Devices.** ``classifier.to(device)`` moves the network (weights and normalisation) to a GPU; inputs and
+    outputs stay on the caller's device, and autograd carries gradients across the copy. So every method
+    (detectors, patching, the training loop) keeps its own tensors and random draws on the CPU, unchanged,
+    while the network's forward and backward passes, the bulk of the work, run on the device
+    (``--device``; :func:`resolve_device`).
     """
 
     mean: torch.Tensor
@@ -75,10 +81,21 @@ class Classifier(nn.Module):
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.queries = 0
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs (its normalisation buffers, moved with it by ``.to(device)``)."""
+        return self.mean.device
+
     def forward(self, x: ImageBatch) -> torch.Tensor:
-        """Logits of images ``x`` in [0, 1]; counts ``x.shape[0]`` queries."""
+        """Logits of images ``x`` in [0, 1]; counts ``x.shape[0]`` queries.
+
+        The logits are returned on ``x``'s device: a network on a GPU takes and gives CPU tensors.
+        """
         self.queries += int(x.shape[0])
-        return self.module((x - self.mean) / self.std)
+        dev = self.mean.device
+        if x.device == dev:
+            return self.module((x - self.mean) / self.std)
+        return self.module((x.to(dev) - self.mean) / self.std).to(x.device)
 
     @torch.no_grad()
     def predict_logits(self, x: ImageBatch, batch_size: int = 512) -> torch.Tensor:
@@ -129,6 +146,40 @@ class Classifier(nn.Module):
             )
         if not bool(torch.isfinite(out).all()):
             raise InvalidInputError("the model's output contains NaN or inf on a probe input; the model is broken.")
+
+
+def resolve_device(spec: str | torch.device | None) -> torch.device:
+    """The device ``--device`` names: ``cpu`` (default), ``cuda``, ``cuda:N``, ``mps`` or ``auto``.
+
+    ``auto`` is CUDA when torch sees a GPU, else the CPU. A device this machine does not have is an
+    :class:`InvalidInputError` that says so (never a silent fall-back to the CPU).
+    """
+    if spec is None:
+        return torch.device("cpu")
+    if isinstance(spec, torch.device):
+        text = str(spec)
+    else:
+        text = str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError) as exc:
+        raise InvalidInputError(f"--device {spec!r} is not a device; use cpu, cuda, cuda:N, mps or auto") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(
+                f"--device {spec!r}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False); "
+                "use --device cpu, or install a CUDA build of torch where there is a GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InvalidInputError(
+                f"--device {spec!r}: there are only {torch.cuda.device_count()} CUDA device(s) (0-based)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InvalidInputError(f"--device {spec!r}: the MPS backend is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise InvalidInputError(f"--device {spec!r} is not supported; use cpu, cuda, cuda:N, mps or auto")
+    return dev
 
 
 @dataclass

@@ -28,7 +28,7 @@ from torch import nn
 from trojanscan._fileio import atomic_path, sha256_file, write_text_atomic
 from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
 from trojanscan.models.architectures import build_architecture
-from trojanscan.models.classifier import Classifier
+from trojanscan.models.classifier import Classifier, resolve_device
 from trojanscan.types import Shape3
 
 METADATA_FORMAT = "trojanscan.model/1"
@@ -146,13 +146,16 @@ def load_model(
     num_classes: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
 ) -> Classifier:
     """Load a model file safely and wrap it as a validated :class:`Classifier` in eval mode.
 
     Explicit ``input_shape`` / ``num_classes`` / ``mean`` / ``std`` override the metadata (needed
     for TorchScript files without a sidecar). ``num_classes`` is inferred by one probe forward pass
-    when nothing gives it.
+    when nothing gives it. ``device`` (default CPU; :func:`~trojanscan.models.classifier.resolve_device`)
+    is where the network runs; it is checked before the file is read.
     """
+    dev = resolve_device(device)
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "safetensors":
@@ -247,6 +250,7 @@ def load_model(
         clf = Classifier(obj, shape, num_classes or k_probe, mean=mean, std=std,
                          metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle"})
     clf.eval()
+    clf.to(dev)
     clf.validate()
     return clf
 
@@ -269,7 +273,7 @@ def export_torchscript(model: Classifier, path: str | os.PathLike[str], *, with_
     """Write ``model`` as a TorchScript archive taking [0, 1] input (normalisation folded in)."""
     p = Path(path)
     wrapped = _Normalized(model.module, model.mean, model.std).eval()
-    example = torch.rand(1, *model.input_shape)
+    example = torch.rand(1, *model.input_shape, device=model.device)
     with torch.no_grad():
         scripted = torch.jit.trace(wrapped, example)
     with atomic_path(p) as tmp:
