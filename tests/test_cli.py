@@ -222,6 +222,10 @@ def test_device_option_bad_inputs_write_nothing(files: dict[str, Path], tmp_path
     _assert_bad(["scan", m, "--device", "gpu-please", "--json", rep], capsys, "--device 'gpu-please'", tmp_path)
     _assert_bad(["patch", m, "--out", str(tmp_path / "p.safetensors"), "--device", "tpu"], capsys, "--device",
                 tmp_path)
+    _assert_bad(["train", "--dataset", "synthetic", "--out", str(tmp_path / "t.safetensors"), "--device", "tpu"],
+                capsys, "--device", tmp_path)
+    _assert_bad(["bench", "core_mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "b"), "--device", "tpu"],
+                capsys, "--device", tmp_path)
     if NO_CUDA:
         _assert_bad(["scan", m, "--device", "cuda", "--json", rep], capsys, "no CUDA GPU", tmp_path)
 
@@ -261,3 +265,18 @@ def test_network_on_the_gpu_takes_and_gives_cpu_tensors(files: dict[str, Path]) 
     b = get_detector("neuron_inspect").scan(gpu, ds, progress=False)
     assert a.suspects == b.suspects
     assert np.allclose([c.statistic for c in a.classes], [c.statistic for c in b.classes], rtol=1e-3)
+
+
+@pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
+def test_training_on_the_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # pragma: no cover
+    """On a GPU machine: ``train --device cuda`` trains there, saves a CPU-loadable model with the same metrics."""
+    from trojanscan.models import load_model
+
+    out = tmp_path / "g.safetensors"
+    code, text, err = _run(["train", "--dataset", "synthetic", "--out", str(out), "--attack", "badnets", "--target",
+                            "5", "--epochs", "2", "--device", "cuda", "--no-progress"], capsys)
+    assert code == 0, err
+    m = load_model(out)
+    assert m.device.type == "cpu"
+    truth = json.loads(out.with_suffix(".truth.json").read_text())
+    assert truth["metrics"]["clean_acc"] > 0.8 and truth["metrics"]["tar"] > 0.8

@@ -171,15 +171,18 @@ def train_cmd(
     base: Annotated[Path | None, typer.Option(
         help="Fine-tune this model (a .safetensors written by 'trojanscan train') on the poisoned data instead of "
              "training from scratch, at a quarter of the dataset's learning rate")] = None,
+    device: Annotated[str, typer.Option(
+        help="Where the network trains: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Train a clean or trojaned model and write it with its metadata and a ground-truth sidecar."""
     from dataclasses import replace
 
     from trojanscan._fileio import write_text_atomic
-    from trojanscan.models import list_architectures, save_model
+    from trojanscan.models import list_architectures, resolve_device, save_model
     from trojanscan.recipes import DATASETS, DEFAULTS, AttackSpec, TrainRecipe, build_model, make_attack, poison_finetune
 
+    dev = resolve_device(device)
     if dataset not in DATASETS:
         raise InvalidInputError(f"--dataset {dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
     _check_out(out, (".safetensors",), "--out")
@@ -204,7 +207,7 @@ def train_cmd(
     if spec is not None:  # validate the attack (sizes, targets, alpha) before any training
         make_attack(spec, train_data.input_shape, k, seed)
     built = build_model(recipe, train_data, test_data, progress=progress,
-                        log=lambda s: typer.echo(s, err=True), base_model=base_model)
+                        log=lambda s: typer.echo(s, err=True), base_model=base_model, device=dev)
     save_model(out, built.model, provenance=built.provenance())
     truth_path = out.with_suffix(".truth.json")
     write_text_atomic(truth_path, json.dumps(built.truth(), indent=1) + "\n")
@@ -343,6 +346,8 @@ def bench(
     from_scratch: Annotated[bool, typer.Option(
         help="Train the GTSRB attack variants (ni_table3, translucent, di_fig5) from scratch as the papers did, "
              "instead of poison-fine-tuning the clean seed-0 model for 2 epochs (about 4x less training)")] = False,
+    device: Annotated[str, typer.Option(
+        help="Where the networks train and are scanned: cpu, cuda, cuda:N, mps or auto")] = "cpu",
 ) -> None:
     """Rebuild a table or figure of the papers: trains (cached) models, scans them, writes CSV/JSON/MD/PNG."""
     from trojanscan.bench import experiments  # noqa: F401  (registers them)
@@ -355,7 +360,7 @@ def bench(
     run(experiment, data_dir, out, progress=progress, full=full,
         detectors=tuple(d.strip() for d in detectors.split(",")) if detectors else None,
         models=None if models is None else tuple(m.strip() for m in models.split(",") if m.strip()),
-        from_scratch=from_scratch)
+        from_scratch=from_scratch, device=device)
 
 
 @app.command("scan-zoo")

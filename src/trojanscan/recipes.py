@@ -178,13 +178,18 @@ class BuiltModel:
 
 def build_model(
     recipe: TrainRecipe, train_data: Dataset, test_data: Dataset, *, progress: bool = True, log: Any = print,
-    base_model: Classifier | None = None,
+    base_model: Classifier | None = None, device: str | torch.device | None = None,
 ) -> BuiltModel:
     """Train the model a recipe describes on ``train_data``; measure clean accuracy and TAR on ``test_data``.
 
     A recipe with a ``base`` starts from ``base_model`` (left untouched; it must be what ``recipe.base``
-    makes) or, when none is given, from a base model trained here first.
+    makes) or, when none is given, from a base model trained here first. ``device``: where the network
+    trains (default CPU; the data, the attack and the seeded draws stay on the CPU, see
+    :class:`~trojanscan.models.Classifier`).
     """
+    from trojanscan.models.classifier import resolve_device
+
+    dev = resolve_device(device)
     r = recipe.resolved()
     assert r.arch is not None and r.config is not None  # resolved() fills them
     d = DEFAULTS[r.dataset]
@@ -192,7 +197,7 @@ def build_model(
     k = max(train_data.num_classes, int(train_data.y.max()) + 1)
     if r.base is not None:
         if base_model is None:
-            base_model = build_model(r.base, train_data, test_data, progress=progress, log=log).model
+            base_model = build_model(r.base, train_data, test_data, progress=progress, log=log, device=dev).model
         if base_model.input_shape != shape or base_model.num_classes != k:
             raise InvalidInputError(
                 f"base model is {base_model.input_shape} with {base_model.num_classes} classes; the data is {shape}"
@@ -207,6 +212,7 @@ def build_model(
         model = Classifier(module, shape, k, mean=d["mean"] if len(d["mean"]) == shape[0] else None,
                            std=d["std"] if len(d["std"]) == shape[0] else None, class_names=names,
                            metadata={"architecture": r.arch})
+    model.to(dev)
     attack = make_attack(r.attack, shape, k, r.seed) if r.attack is not None else None
 
     def evaluate(m: Classifier) -> dict[str, float]:

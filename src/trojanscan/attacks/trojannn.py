@@ -114,7 +114,8 @@ def trojannn_attack(
     g = torch.Generator().manual_seed(seed)
     inv = invert(model, n_per_class=n_per_class, steps=200, seed=seed).data
     acts: dict[str, torch.Tensor] = {}
-    handle = layer.register_forward_hook(lambda _m, _i, o: acts.__setitem__("a", o))
+    # kept on the CPU (a differentiable copy when the network runs on a GPU), like every other tensor here
+    handle = layer.register_forward_hook(lambda _m, _i, o: acts.__setitem__("a", o.to("cpu")))
     try:
         model.eval()
         for p in model.parameters():

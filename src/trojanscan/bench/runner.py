@@ -46,6 +46,7 @@ class Context:
     detectors: tuple[str, ...] | None = None
     model_globs: tuple[str, ...] | None = None
     from_scratch: bool = False  # attack variants (GTSRB figures) trained from scratch, not poison-fine-tuned
+    device: str = "cpu"  # where the networks train and are scanned (results are cached the same on any device)
 
     def wants(self, detector: str, model_name: str | None = None) -> bool:
         """Whether this run computes ``detector`` (on ``model_name``): ``--detectors`` and ``--models``."""
@@ -63,11 +64,11 @@ class Context:
 
     def model(self, name: str, recipe: TrainRecipe) -> tuple[Classifier, dict[str, Any]]:
         return zoo.get_or_train(name, recipe, self.data_dir / recipe.dataset, self.models, progress=self.progress,
-                                log=self.log)
+                                log=self.log, device=self.device)
 
     def cached_model(self, name: str, recipe: TrainRecipe) -> tuple[Classifier, dict[str, Any]] | None:
         """The cached model ``recipe`` made under ``name``, or None (never trains)."""
-        return zoo.cached(name, recipe, self.models)
+        return zoo.cached(name, recipe, self.models, device=self.device)
 
     def clean_data(self, dataset: str) -> Dataset:
         test = zoo.dataset(dataset, self.data_dir / dataset, "test")
@@ -182,7 +183,7 @@ def experiment(name: str) -> Callable[[Callable[[Context], None]], Callable[[Con
 
 def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = True, full: bool = True,
         detectors: tuple[str, ...] | None = None, models: tuple[str, ...] | None = None,
-        from_scratch: bool = False) -> None:
+        from_scratch: bool = False, device: str = "cpu") -> None:
     from trojanscan.bench import experiments  # noqa: F401  (registers the experiments)
     from trojanscan.errors import InvalidInputError
 
@@ -196,10 +197,13 @@ def run(name: str, data_dir: str | Path, out: str | Path, *, progress: bool = Tr
     if unknown:
         raise InvalidInputError(f"unknown detector(s) {unknown} in --detectors; choose from {', '.join(list_detectors())}")
     t0 = time.perf_counter()
+    from trojanscan.models.classifier import resolve_device
+
+    dev = str(resolve_device(device))
     if models is not None and not [g for g in models if g]:
         raise InvalidInputError("--models is empty; give model names or globs, e.g. 'gtsrb_ft_badnets14_*'")
     EXPERIMENTS[name](Context(Path(data_dir), Path(out), progress, full=full, detectors=detectors,
-                              model_globs=models, from_scratch=from_scratch))
+                              model_globs=models, from_scratch=from_scratch, device=dev))
     print(f"{name}: done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
 
 

@@ -37,26 +37,28 @@ def dataset(name: str, data_dir: str | Path, split: str) -> Dataset:
     return _dataset(name, str(data_dir), split)
 
 
-def cached(name: str, recipe: TrainRecipe, cache_dir: str | Path) -> tuple[Classifier, dict[str, Any]] | None:
-    """``<cache_dir>/<name>.safetensors`` and its ground truth if that file was made by ``recipe``; else None."""
+def cached(name: str, recipe: TrainRecipe, cache_dir: str | Path, *,
+           device: str = "cpu") -> tuple[Classifier, dict[str, Any]] | None:
+    """``<cache_dir>/<name>.safetensors`` (loaded onto ``device``) and its ground truth if that file was made by
+    ``recipe``; else None."""
     path = Path(cache_dir) / f"{name}.safetensors"
     truth_path = Path(cache_dir) / f"{name}.truth.json"
     if path.is_file() and truth_path.is_file():
         truth = json.loads(truth_path.read_text())
         if truth.get("recipe_key") == recipe.key():
-            return load_model(path), truth
+            return load_model(path, device=device), truth
     return None
 
 
 def get_or_train(
     name: str, recipe: TrainRecipe, data_dir: str | Path, cache_dir: str | Path, *, progress: bool = True,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = print, device: str = "cpu",
 ) -> tuple[Classifier, dict[str, Any]]:
     """Load ``<cache_dir>/<name>.safetensors`` if its recipe key matches ``recipe``; else train and save it.
 
-    Returns the model and its ground truth (attack, targets, trigger, metrics).
+    Returns the model (on ``device``) and its ground truth (attack, targets, trigger, metrics).
     """
-    found = cached(name, recipe, cache_dir)
+    found = cached(name, recipe, cache_dir, device=device)
     if found is not None:
         return found
     cache_dir = Path(cache_dir)
@@ -68,20 +70,22 @@ def get_or_train(
     test_data = dataset(data_name, data_dir, "test")
     base_model = None
     if recipe.base is not None:  # a poisoned fine-tune: its base model from the cache (trained if absent)
-        base_model = _cached_base(recipe.base, data_dir, cache_dir, progress=progress, log=log)
+        base_model = _cached_base(recipe.base, data_dir, cache_dir, progress=progress, log=log, device=device)
     if log is not None:
         log(f"training {name} ({key}) ...")
-    built = build_model(recipe, train_data, test_data, progress=progress, log=log, base_model=base_model)
+    built = build_model(recipe, train_data, test_data, progress=progress, log=log, base_model=base_model,
+                        device=device)
     save_model(path, built.model, provenance=built.provenance())
     truth = built.truth()
     write_text_atomic(truth_path, json.dumps(truth, indent=1) + "\n")
     if log is not None:
         log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in built.metrics.items()))
-    return load_model(path), truth
+    return load_model(path, device=device), truth
 
 
 def _cached_base(
-    recipe: TrainRecipe, data_dir: str | Path, cache_dir: Path, *, progress: bool, log: Callable[[str], None] | None
+    recipe: TrainRecipe, data_dir: str | Path, cache_dir: Path, *, progress: bool, log: Callable[[str], None] | None,
+    device: str = "cpu",
 ) -> Classifier:
     """The model ``recipe`` makes: any cached model with that recipe key, else trained as ``base_<key>``."""
     key = recipe.key()
@@ -93,8 +97,8 @@ def _cached_base(
             continue
         path = truth_path.with_name(truth_path.name.removesuffix(".truth.json") + ".safetensors")
         if path.is_file():
-            return load_model(path)
-    return get_or_train(f"base_{key}", recipe, data_dir, cache_dir, progress=progress, log=log)[0]
+            return load_model(path, device=device)
+    return get_or_train(f"base_{key}", recipe, data_dir, cache_dir, progress=progress, log=log, device=device)[0]
 
 
 def badnets(dataset_name: str, target: str, size: int = 4, position: str = "bottom-right", seed: int = 0,
