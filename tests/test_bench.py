@@ -150,3 +150,14 @@ def test_gtsrb_variants_are_poison_finetunes_unless_from_scratch(tmp_path: Path)
     assert recipe.attack == spec and recipe.config is not None and recipe.config.epochs == 2
     name, recipe = _variant(Context(tmp_path, tmp_path, from_scratch=True), "gtsrb_badnets6_t20", spec)
     assert name == "gtsrb_badnets6_t20" and recipe == TrainRecipe("gtsrb", attack=spec)
+
+
+def test_port_settings_are_valid_detector_settings() -> None:
+    from trojanscan.bench.experiments import PORT_SETTINGS
+    from trojanscan.detectors import get_detector
+
+    assert "vs_ports" in EXPERIMENTS
+    for det, params in PORT_SETTINGS.items():
+        d = get_detector(det, **params)
+        d._check_params()  # the scan would reject them first
+        assert all(d.get_params()[k] == v for k, v in params.items())

@@ -316,3 +316,49 @@ def calibration(ctx: Context) -> None:
     write_table(ctx, "calibration", _every_detector(ctx, CALIBRATION_MODELS),
                 title="Calibration models (MNIST; for the trojan-probability curves)",
                 command="trojanscan bench calibration --data-dir ../shared/data --out runs/bench")
+
+
+#: The public ports' simplifications, as settings of our own detectors (docs/RESULTS.md, "Ours vs the public ports"):
+#: NeuronInspect with plain saliency (TrojanZoo computes unrectified gradients); DeepInspect on clean data instead of
+#: model inversion, without L_GAN, with a plain L1 penalty instead of the soft hinge, at a fixed gamma2, one generator.
+PORT_SETTINGS: dict[str, dict[str, Any]] = {
+    "neuron_inspect": {"rectify": False},
+    "deep_inspect": {"gamma1": 0.0, "thres_ratio": 0.0, "asr_target": None, "n_repeats": 1},
+}
+
+
+@experiment("vs_ports")
+def vs_ports(ctx: Context) -> None:
+    """Ours vs the public ports' simplifications of NeuronInspect and DeepInspect, on the same MNIST models."""
+    from trojanscan.bench.metrics import roc_auc
+
+    models = {"mnist_clean_s0": TrainRecipe("mnist", seed=0), "mnist_clean_s1": TrainRecipe("mnist", seed=1),
+              **{k: v for k, v in CALIBRATION_MODELS.items() if "clean" in k},
+              **{f"mnist_badnets{s}_t5": TrainRecipe("mnist", attack=attack("5", s)) for s in (1, 2, 3, 4)},
+              **{k: v for k, v in CALIBRATION_MODELS.items() if "clean" not in k},
+              "mnist_blend_t5": TrainRecipe("mnist", attack=AttackSpec("blend", target="5", alpha=0.1))}
+    variants = [("NI ours", "neuron_inspect", False, {}), ("NI port", "neuron_inspect", False, PORT_SETTINGS["neuron_inspect"]),
+                ("DI ours (no data)", "deep_inspect", True, {}),
+                ("DI port (clean data)", "deep_inspect", False, PORT_SETTINGS["deep_inspect"])]
+    rows: list[Row] = []
+    for name, recipe in models.items():
+        row: Row = {"model": name}
+        for label, det, data_free, params in variants:
+            r = _scan_row(ctx, name, recipe, det, data_free=data_free, params=params)
+            row["truth"] = r["truth"]
+            row[f"{label} index"], row[f"{label} suspects"], row[f"{label} correct"] = r["index"], r["suspects"], r["correct"]
+        rows.append(row)
+    scored = [r for r in rows if all(r[f"{v[0]} index"] is not None for v in variants)]
+    y = [int(bool(r["truth"])) for r in scored]
+    summary: Row = {"model": f"ROC-AUC ({len(scored)} models) / correct", "truth": None}
+    for label, *_ in variants:
+        auc = roc_auc(y, [r[f"{label} index"] for r in scored]) if 0 < sum(y) < len(y) else None
+        summary[f"{label} index"] = auc
+        summary[f"{label} correct"] = f"{sum(bool(r[f'{label} correct']) for r in scored)}/{len(scored)}"
+    rows.append(summary)
+    write_table(ctx, "vs_ports", rows, title="Ours vs the public ports' simplifications (MNIST)",
+                notes="Port settings (`PORT_SETTINGS`): NeuronInspect with plain saliency; DeepInspect on the clean "
+                      "images, gamma1 = 0 (no L_GAN), thres_ratio = 0 (plain L1, no hinge), fixed gamma2, one generator. "
+                      "Both verdicts come from our test at c = 2 (the ports print statistics without deciding). "
+                      "'correct': exactly the true target flagged, or benign for a clean model.",
+                command="trojanscan bench vs_ports --data-dir ../shared/data --out runs/bench")
