@@ -173,7 +173,8 @@ def finetune_with_triggers(
         if mixup_distill > 0:
             loss = loss + mixup_distill * teacher.mixup_kl(student, x, gen)
         if anchor > 0:  # L2-SP (Li et al. 2018): stay near the original weights
-            loss = loss + anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(student.parameters(), start, strict=True))
+            drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(student.parameters(), start, strict=True))
+            loss = loss + anchor * torch.as_tensor(drift).to(loss.device)  # the weights may sit on a GPU
         return loss
 
     models: dict[float, Classifier] = {}
