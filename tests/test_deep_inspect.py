@@ -212,6 +212,45 @@ def test_inversion_jitter_prior(trojaned_model: BuiltModel) -> None:
         invert(model, n_per_class=1, steps=1, jitter=-1)
 
 
+def _saturated_linear_model() -> object:
+    """A linear classifier that is confidently wrong everywhere at the start: class 0's bias dominates and
+    the logit scale is large, so Eq. 1's gradient f (1 - f) is ~0 for every other class."""
+    from torch import nn
+
+    from trojanscan.models import Classifier
+
+    torch.manual_seed(0)
+    lin = nn.Linear(28 * 28, 10)
+    with torch.no_grad():
+        lin.weight.mul_(40.0)
+        lin.bias.zero_()
+        lin.bias[0] = 60.0
+    return Classifier(nn.Sequential(nn.Flatten(), lin), (1, 28, 28), 10).eval()
+
+
+def test_inversion_rescues_images_eq1_leaves_confidently_wrong() -> None:
+    from trojanscan.inversion import invert
+
+    model = _saturated_linear_model()
+    plain = invert(model, n_per_class=2, steps=60, seed=0, rescue_below=0)  # Eq. 1 alone
+    assert plain.rescued == 0 and int((plain.confidence < 0.5).sum()) >= 10  # stuck on most classes
+    fixed = invert(model, n_per_class=2, steps=60, seed=0)
+    assert fixed.rescued == int((plain.confidence < 0.5).sum())
+    assert float(fixed.confidence.min()) > 0.5
+    assert set(model.predict(fixed.data.x).tolist()) == set(range(10))
+    with pytest.raises(InvalidInputError, match="rescue_below"):
+        invert(model, n_per_class=1, steps=1, rescue_below=1.0)
+
+
+def test_inversion_rescue_leaves_converged_images_unchanged(trojaned_model: BuiltModel) -> None:
+    from trojanscan.inversion import invert
+
+    on = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2)
+    off = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2, rescue_below=0)
+    assert on.rescued == 0 and float(off.confidence.min()) >= 0.5
+    assert torch.equal(on.data.x, off.data.x) and torch.equal(on.confidence, off.confidence)
+
+
 # ----------------------------------------------------------------------------------------- bad hyperparameters
 @pytest.mark.parametrize(
     ("param", "value"),

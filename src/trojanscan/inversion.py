@@ -10,6 +10,16 @@ pixels near mid-grey; the range [0, 1] is enforced by the parametrisation ``x = 
 All classes are optimised together in one batch. The model is reached only through
 :meth:`Classifier.loss_and_input_grad` (the query-access seam).
 
+**Rescue of saturated starts (our addition).** The gradient of Eq. 1's ``1 - f(x; t)`` is
+``f (1 - f)`` times that of the logit margin: it vanishes where the model is confidently wrong at the
+start (``f(x; t)`` near 0), and the image priors then steer the image alone. On a tanh network (LeNet-5)
+40 % of the images ended at confidence 0.000 and 4 of 10 classes had no substitute at all. Images still
+below ``rescue_below`` (0.5) confidence after the ``steps`` of Eq. 1 are optimised ``steps`` more with the
+log-probability ``-log f(x; t)`` in its place: the same optimum (``f = 1``), a gradient that does not
+vanish. Images Eq. 1 brought above the threshold are untouched, so on the networks where Eq. 1 already
+converges (every MNIST and GTSRB model of our benchmarks) the result is unchanged bit for bit.
+``InversionResult.rescued`` counts the rescued images. ``rescue_below=0`` turns the rescue off.
+
 Optional prior ``jitter`` (default 0, off): at each step the whole batch is shifted by a random
 ``(dy, dx)`` in ``[-jitter, jitter]`` pixels (``torch.roll``) before it is shown to the model, the
 "random jitter" image prior of feature visualisation (Mordvintsev et al. 2015): the images must be
@@ -38,6 +48,7 @@ class InversionResult:
     confidence: torch.Tensor  # (N,) softmax probability of the target class at the end
     images_per_second: float
     runtime_s: float
+    rescued: int = 0  # images re-optimised with -log f after Eq. 1 left them below rescue_below
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -58,11 +69,16 @@ def invert(
     seed: int = 0,
     progress: bool = False,
     jitter: int = 0,
+    rescue_below: float = 0.5,
 ) -> InversionResult:
     """Recover ``n_per_class`` substitute images per class (DeepInspect Eq. 1); see module docstring.
 
     ``images_per_second`` in the result is the throughput (recovered images per second of wall time).
+    ``rescue_below``: images whose target confidence is still below it after Eq. 1 are optimised again on the
+    log-probability (module docstring; 0 turns it off).
     """
+    if not isinstance(rescue_below, int | float) or not 0 <= rescue_below < 1:
+        raise InvalidInputError(f"rescue_below must be a number in [0, 1); got {rescue_below!r}")
     for name, v, lo in (("n_per_class", n_per_class, 1), ("steps", steps, 1), ("jitter", jitter, 0)):
         if not isinstance(v, int) or v < lo:
             raise InvalidInputError(f"{name} must be an int >= {lo}; got {v!r}")
@@ -74,13 +90,41 @@ def invert(
     t0 = time.perf_counter()
     targets = torch.arange(k).repeat_interleave(n_per_class)
     w = (torch.randn((k * n_per_class, *model.input_shape), generator=g) * 0.5).requires_grad_(True)
+    _optimise(model, w, targets, steps, lr, tv_weight, l2_weight, jitter, g, log_prob=False, progress=progress)
+    conf = _confidence(model, w, targets)
+    low = torch.nonzero(conf < rescue_below).flatten()
+    if low.numel():  # Eq. 1 left these confidently wrong: the same optimum through -log f (module docstring)
+        w_low = w.detach()[low].clone().requires_grad_(True)
+        _optimise(model, w_low, targets[low], steps, lr, tv_weight, l2_weight, jitter, g, log_prob=True,
+                  progress=progress)
+        with torch.no_grad():
+            w[low] = w_low.detach()
+        conf = _confidence(model, w, targets)
+    x = ((torch.tanh(w.detach()) + 1) / 2).clamp(0, 1).contiguous()
+    runtime = time.perf_counter() - t0
+    data = Dataset(x.float(), targets.clone(), list(model.class_names), "model_inversion")
+    return InversionResult(data, conf, float(x.shape[0] / max(runtime, 1e-9)), runtime, rescued=int(low.numel()))
+
+
+@torch.no_grad()
+def _confidence(model: Classifier, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    x = ((torch.tanh(w) + 1) / 2).clamp(0, 1).contiguous()
+    return torch.softmax(model(x), 1).gather(1, targets[:, None]).squeeze(1)
+
+
+def _optimise(model: Classifier, w: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, tv_weight: float,
+              l2_weight: float, jitter: int, g: torch.Generator, *, log_prob: bool, progress: bool) -> None:
+    """Adam on ``w`` (images ``(tanh(w) + 1) / 2``): Eq. 1's ``1 - f(x; t)``, or ``-log f(x; t)``, plus AuxInfo."""
     opt = torch.optim.Adam([w], lr=lr)
 
     def objective(logits: torch.Tensor) -> torch.Tensor:
+        if log_prob:
+            return -torch.log_softmax(logits, 1).gather(1, targets[:, None]).sum()
         p = torch.softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)
         return (1.0 - p).sum()
 
-    for _ in tqdm(range(steps), desc="model inversion", disable=not progress, leave=False):
+    desc = "model inversion (rescue)" if log_prob else "model inversion"
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         opt.zero_grad(set_to_none=True)
         x = (torch.tanh(w) + 1) / 2
         xq = x
@@ -91,9 +135,3 @@ def invert(
         aux = (tv_weight * total_variation(x) + l2_weight * ((x - 0.5) ** 2).flatten(1).mean(1)).sum()
         (xq * gx).sum().add(aux).backward()
         opt.step()
-    with torch.no_grad():
-        x = ((torch.tanh(w) + 1) / 2).detach().clamp(0, 1).contiguous()
-        conf = torch.softmax(model(x), 1).gather(1, targets[:, None]).squeeze(1)
-    runtime = time.perf_counter() - t0
-    data = Dataset(x.float(), targets.clone(), list(model.class_names), "model_inversion")
-    return InversionResult(data, conf, float(x.shape[0] / max(runtime, 1e-9)), runtime)

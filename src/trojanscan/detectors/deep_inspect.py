@@ -200,6 +200,8 @@ class DeepInspect(Detector):
                 f"model inversion: {x.shape[0]} images ({self.n_per_class} per class, {self.inversion_steps} steps) "
                 "; mean target confidence "
                 f"{float(inv.confidence.mean()):.3f}"
+                + (f"; {inv.rescued} image(s) that Eq. 1 left below 0.5 confidence re-optimised on -log f"
+                   if inv.rescued else "")
             )
         else:
             self.inversion_images_per_second_ = float("nan")  # no inversion in this scan

@@ -280,6 +280,7 @@ class NeuronInspect(Detector):
             source = "model_inversion"
             notes.append(
                 f"data-free: {len(data)} model-inversion images (mean target confidence {float(inv.confidence.mean()):.3f})"
+                + (f"; {inv.rescued} re-optimised on -log f" if inv.rescued else "")
             )
         else:
             source = "clean_data"
