@@ -232,9 +232,9 @@ def test_inversion_rescues_images_eq1_leaves_confidently_wrong() -> None:
     from trojanscan.inversion import invert
 
     model = _saturated_linear_model()
-    plain = invert(model, n_per_class=2, steps=60, seed=0, rescue_below=0)  # Eq. 1 alone
+    plain = invert(model, n_per_class=2, steps=60, seed=0)  # the default: Eq. 1 alone
     assert plain.rescued == 0 and int((plain.confidence < 0.5).sum()) >= 10  # stuck on most classes
-    fixed = invert(model, n_per_class=2, steps=60, seed=0)
+    fixed = invert(model, n_per_class=2, steps=60, seed=0, rescue_below=0.5)
     assert fixed.rescued == int((plain.confidence < 0.5).sum())
     assert float(fixed.confidence.min()) > 0.5
     assert set(model.predict(fixed.data.x).tolist()) == set(range(10))
@@ -245,8 +245,8 @@ def test_inversion_rescues_images_eq1_leaves_confidently_wrong() -> None:
 def test_inversion_rescue_leaves_converged_images_unchanged(trojaned_model: BuiltModel) -> None:
     from trojanscan.inversion import invert
 
-    on = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2)
-    off = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2, rescue_below=0)
+    on = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2, rescue_below=0.5)
+    off = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2)
     assert on.rescued == 0 and float(off.confidence.min()) >= 0.5
     assert torch.equal(on.data.x, off.data.x) and torch.equal(on.confidence, off.confidence)
 
