@@ -14,11 +14,12 @@ All classes are optimised together in one batch. The model is reached only throu
 ``1 - f(x; t)`` is ``f (1 - f)`` times that of the logit margin: it vanishes where the model is confidently
 wrong at the start (``f(x; t)`` near 0), and the image priors then steer the image alone. On the zoo's
 LeNet-5, MLP and ResNet-8 Eq. 1 left 17-45 of 50 images below 0.5 on five of the six models, whose
-substitutes then cover only 1-7 of the 10 classes. With ``rescue_below > 0``, images still below that confidence after the ``steps`` of Eq. 1 are
-optimised ``steps`` more on the log-probability ``-log f(x; t)``: the same optimum (``f = 1``), a gradient
-that does not vanish. Images Eq. 1 brought above the threshold are untouched. It restores every class's
-substitutes, but DeepInspect's detection on those networks did not improve overall (docs/methods/deep_inspect.md),
-so Eq. 1 alone stays the default. ``InversionResult.rescued`` counts the rescued images.
+substitutes then cover only 1-7 of the 10 classes. With ``rescue_below > 0``, images still below that
+confidence after the ``steps`` of Eq. 1 are optimised ``steps`` more on the log-probability ``-log f(x; t)``:
+the same optimum (``f = 1``), a gradient that does not vanish. Images Eq. 1 brought above the threshold are
+untouched. It restores the substitutes of (nearly) every class, but DeepInspect's detection on those networks
+did not improve overall (docs/methods/deep_inspect.md), so Eq. 1 alone stays the default.
+``InversionResult.rescued`` counts the rescued images.
 
 Optional prior ``jitter`` (default 0, off): at each step the whole batch is shifted by a random
 ``(dy, dx)`` in ``[-jitter, jitter]`` pixels (``torch.roll``) before it is shown to the model, the
