@@ -97,9 +97,9 @@ def main() -> None:
     for ds, models in ZOO.items():
         if args.only and ds != args.only:
             continue
-        data_dir = f"{args.data_dir}/{ds.split('-')[0]}"
         for name, recipe in models.items():
             t0 = time.time()
+            data_dir = f"{args.data_dir}/{recipe.dataset}"
             if ds in TORCHSCRIPT:
                 model, truth = get_or_train(name, recipe, data_dir, Path(args.out) / "build", progress=False)
                 export_torchscript(model, Path(args.out) / f"{name}.pt", with_sidecar=False)

@@ -101,16 +101,21 @@ def invert(
         with torch.no_grad():
             w[low] = w_low.detach()
         conf = _confidence(model, w, targets)
-    x = ((torch.tanh(w.detach()) + 1) / 2).clamp(0, 1).contiguous()
+    x = _images(w)
     runtime = time.perf_counter() - t0
     data = Dataset(x.float(), targets.clone(), list(model.class_names), "model_inversion")
     return InversionResult(data, conf, float(x.shape[0] / max(runtime, 1e-9)), runtime, rescued=int(low.numel()))
 
 
 @torch.no_grad()
+def _images(w: torch.Tensor) -> torch.Tensor:
+    """The images the parameters ``w`` stand for: ``(tanh(w) + 1) / 2`` in [0, 1]."""
+    return ((torch.tanh(w) + 1) / 2).clamp(0, 1).contiguous()
+
+
+@torch.no_grad()
 def _confidence(model: Classifier, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    x = ((torch.tanh(w) + 1) / 2).clamp(0, 1).contiguous()
-    return torch.softmax(model(x), 1).gather(1, targets[:, None]).squeeze(1)
+    return torch.softmax(model(_images(w)), 1).gather(1, targets[:, None]).squeeze(1)
 
 
 def _optimise(model: Classifier, w: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, tv_weight: float,

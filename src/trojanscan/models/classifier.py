@@ -92,7 +92,7 @@ class Classifier(nn.Module):
         The logits are returned on ``x``'s device: a network on a GPU takes and gives CPU tensors.
         """
         self.queries += int(x.shape[0])
-        dev = self.mean.device
+        dev = self.device
         if x.device == dev:
             return self.module((x - self.mean) / self.std)
         return self.module((x.to(dev) - self.mean) / self.std).to(x.device)
@@ -156,10 +156,7 @@ def resolve_device(spec: str | torch.device | None) -> torch.device:
     """
     if spec is None:
         return torch.device("cpu")
-    if isinstance(spec, torch.device):
-        text = str(spec)
-    else:
-        text = str(spec).strip().lower()
+    text = str(spec).strip().lower()
     if text == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     try:
