@@ -13,6 +13,7 @@ Formats (detected from the file's bytes, not its name):
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -25,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trojanscan._fileio import atomic_path, sha256_file, write_text_atomic
+from trojanscan._fileio import atomic_path, sha256_file, write_bytes_atomic, write_text_atomic
 from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
 from trojanscan.models.architectures import build_architecture
 from trojanscan.models.classifier import Classifier, resolve_device
@@ -273,11 +274,14 @@ def export_torchscript(model: Classifier, path: str | os.PathLike[str], *, with_
     """Write ``model`` as a TorchScript archive taking [0, 1] input (normalisation folded in)."""
     p = Path(path)
     wrapped = _Normalized(model.module, model.mean, model.std).eval()
-    example = torch.rand(1, *model.input_shape, device=model.device)
+    example = torch.full((1, *model.input_shape), 0.5, device=model.device)  # no draw from the global RNG
     with torch.no_grad():
         scripted = torch.jit.trace(wrapped, example)
-    with atomic_path(p) as tmp:
-        torch.jit.save(scripted, str(tmp))
+    # saved through a buffer: a file name would become the archive's root folder, and atomic_path's temporary name
+    # is random, so the same model would give different bytes (and a new sha256) on every export
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf)
+    write_bytes_atomic(p, buf.getvalue())
     if with_sidecar:
         meta = {"format": METADATA_FORMAT, "input_shape": list(model.input_shape),
                 "num_classes": model.num_classes, "class_names": model.class_names}
