@@ -49,6 +49,7 @@ def test_scan_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest.
     _assert_bad(["scan", m, "--alpha", "0.05", "--cutoff", "2", "--json", rep], capsys, "not both", tmp_path)
     _assert_bad(["scan", m, "--json", str(tmp_path / "r.txt")], capsys, ".json", tmp_path)
     _assert_bad(["scan", m, "--num-classes", "7", "--json", rep], capsys, "num-classes", tmp_path)
+    _assert_bad(["scan", m, "--outputs", "softmax", "--json", rep], capsys, "--outputs 'softmax'", tmp_path)
     bad_npz = tmp_path / "bad.npz"
     np.savez(bad_npz, x=(np.random.default_rng(0).random((5, 1, 28, 28)) * 255).astype(np.float32), y=np.zeros(5, dtype=np.int64))
     _assert_bad(["scan", m, "--data", str(bad_npz), "--json", rep], capsys, "[0, 1]", tmp_path)

@@ -146,7 +146,8 @@ def test_familywise_scan_equals_rethresholded_report(name: str, trojaned_model, 
 
 def _torchscript_twin(model: Any, tmp_path: Any, how: str) -> Any:
     """The same network as a third party would ship it: a TorchScript file (normalisation folded in) with no
-    sidecar, loaded with only ``--input-shape``; ``how`` is "trace" (export_torchscript) or "script"."""
+    sidecar, loaded with only ``--input-shape``; ``how`` is "trace" (export_torchscript), "script", or "softmax"
+    (scripted, and the network ends in a softmax: it returns probabilities, not logits)."""
     from torch import nn
 
     from trojanscan.models import export_torchscript, load_model
@@ -161,20 +162,24 @@ def _torchscript_twin(model: Any, tmp_path: Any, how: str) -> Any:
             norm.weight.copy_(torch.diag(1.0 / model.std.flatten()).view(c, c, 1, 1))
             norm.bias.copy_(-(model.mean / model.std).flatten())
         net = nn.Sequential(norm, model.module.features, nn.Flatten(), model.module.classifier).eval()
+        if how == "softmax":
+            net.append(nn.Softmax(dim=1))
         torch.jit.save(torch.jit.script(net), str(path))
     return load_model(path, input_shape=model.input_shape)
 
 
-@pytest.mark.parametrize("how", ["trace", "script"])
+@pytest.mark.parametrize("how", ["trace", "script", "softmax"])
 @pytest.mark.parametrize("name", DETECTORS)
 def test_torchscript_file_scans_like_the_module(name: str, how: str, trojaned_model, digits, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Judged models often come as TorchScript: every detector must give the module's statistics on the file."""
     data = _clean_data(digits)
     ts = _torchscript_twin(trojaned_model.model, tmp_path, how)
     assert ts.metadata["format"] == "torchscript" and ts.num_classes == 10
+    assert ts.outputs == ("probabilities" if how == "softmax" else "logits")
     ref = get_detector(name, **_fast(name)).scan(trojaned_model.model, data, seed=1, progress=False)
     got = get_detector(name, **_fast(name)).scan(ts, data, seed=1, progress=False)
     want = torch.tensor([c.statistic for c in ref.classes])
     have = torch.tensor([c.statistic for c in got.classes])
     assert torch.allclose(have, want, rtol=1e-3, atol=1e-3), (want, have)
     assert got.suspects[:1] == ref.suspects[:1]
+    assert got.model.outputs == ts.outputs and any("outputs probabilities" in n for n in got.notes) == (how == "softmax")

@@ -170,3 +170,67 @@ def test_other_architectures_export_to_torchscript(tmp_path: Path, arch: str) ->
     import zipfile
 
     assert {n.split("/")[0] for n in zipfile.ZipFile(p).namelist()} == {"archive"}
+
+
+# ----------------------------------------------------------------------------- what the network returns
+class _Head(torch.nn.Module):
+    """A network ending in softmax / log_softmax / nothing (a third party's model)."""
+
+    def __init__(self, net: torch.nn.Module, kind: str) -> None:
+        super().__init__()
+        self.net, self.kind = net, kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x)
+        if self.kind == "probabilities":
+            return torch.softmax(z, 1)
+        if self.kind == "log_probabilities":
+            return torch.log_softmax(z, 1)
+        return z
+
+
+@pytest.mark.parametrize("kind", ["logits", "probabilities", "log_probabilities"])
+def test_detect_outputs_and_the_logits_every_method_sees(tmp_path: Path, kind: str) -> None:
+    """A probability output is found by the probe and turned into log p: the same softmax as the logits."""
+    from trojanscan.models import detect_outputs
+
+    ref = _model().eval()
+    torch.jit.save(torch.jit.trace(_Head(ref.module, kind).eval(), torch.rand(1, 1, 28, 28)), str(tmp_path / "m.pt"))
+    loaded = load_model(tmp_path / "m.pt", input_shape=[1, 28, 28], mean=[0.5], std=[0.25])
+    assert loaded.outputs == kind == detect_outputs(loaded) and loaded.metadata["outputs_detected"] is True
+    x = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(torch.softmax(loaded(x), 1), torch.softmax(ref(x), 1), atol=1e-6)
+        want = ref(x) if kind == "logits" else torch.log_softmax(ref(x), 1)
+        assert torch.allclose(loaded(x), want, atol=1e-5)
+    # an explicit value wins over the probe, and a sidecar written by export_torchscript keeps the kind
+    assert load_model(tmp_path / "m.pt", input_shape=[1, 28, 28], outputs="logits").outputs == "logits"
+    export_torchscript(loaded, tmp_path / "again.pt")
+    again = load_model(tmp_path / "again.pt")
+    assert again.outputs == kind and "outputs_detected" not in again.metadata
+    # save_model records a non-logit kind (and only then, so logit models keep their bytes)
+    loaded.metadata["architecture"] = "tiny_cnn"
+    meta = json.loads(sidecar_path(save_model(tmp_path / "s.safetensors", loaded)).read_text())
+    assert meta.get("outputs", "logits") == kind and ("outputs" in meta) == (kind != "logits")
+
+
+def test_outputs_value_is_checked_before_the_file_is_read(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="--outputs 'softmax' is not one of auto, logits"):
+        load_model(tmp_path / "missing.pt", outputs="softmax")
+    with pytest.raises(InvalidInputError, match="outputs must be one of"):
+        Classifier(torch.nn.Flatten(), (1, 2, 2), 4, outputs="probs")
+
+
+def test_rectified_saliency_of_a_softmax_network_is_the_logit_saliency() -> None:
+    """NeuronInspect's saliency reaches the raw logits through softmax and the Classifier's log(clamp(p))."""
+    from trojanscan.saliency import class_gradients
+
+    ref = _model().eval()
+    soft = Classifier(_Head(ref.module, "probabilities").eval(), (1, 28, 28), 10, mean=[0.5], std=[0.25],
+                      outputs="probabilities")
+    x = torch.rand(3, 1, 28, 28)
+    for rectify in (True, False):
+        want, _ = class_gradients(ref, x, rectify=rectify)
+        got, info = class_gradients(soft, x, rectify=rectify)
+        assert info.softmax_bypassed
+        assert torch.allclose(got, want, atol=1e-6)

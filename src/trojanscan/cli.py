@@ -69,6 +69,8 @@ def scan(
     num_classes: Annotated[int | None, typer.Option(help="Number of classes (default: metadata or probe)")] = None,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.49,0.48,0.45")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std")] = None,
+    outputs: Annotated[str, typer.Option(
+        help="What the model returns: auto (probe), logits, probabilities (ends in softmax) or log_probabilities")] = "auto",
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(
         help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
@@ -93,7 +95,8 @@ def scan(
 
         cutoff_from_alpha(alpha)
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
-                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device)
+                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device,
+                     outputs=outputs)
     clean: Dataset | None = None
     if data.lower() != "none":
         from trojanscan.data.registry import load_clean_data

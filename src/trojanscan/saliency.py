@@ -6,7 +6,9 @@ The saliency of class ``y`` for image ``X`` is the gradient of the class output 
 1. **No softmax**: ``f_y`` is the raw logit (the paper replaces the final softmax by a linear layer).
    The :class:`~trojanscan.models.Classifier` already returns logits; a model whose graph still ends in
    ``softmax`` / ``log_softmax`` is made linear in the backward pass: a hook on that terminal node
-   passes the gradient through unchanged, which is exactly the gradient of the logit.
+   passes the gradient through unchanged, which is exactly the gradient of the logit. (The same holds for
+   the ``log(clamp(p))`` the Classifier puts after a network that outputs probabilities: those steps are
+   made transparent together with the softmax.)
 2. **Rectification**: "we clip negative gradients in the backprop phase, only propagate positive
    gradient [...] To find the trigger location hidden in the weight of the neural network with a clean
    image without trigger". Two rules are offered (``rule``):
@@ -81,6 +83,9 @@ RELU_LIKE: frozenset[str] = frozenset(
 )
 #: Terminal normalisations that the backward pass makes transparent (the paper's "softmax -> linear").
 SOFTMAX_LIKE: frozenset[str] = frozenset({"Softmax", "LogSoftmax"})
+#: Element-wise steps the wrapper may put after a terminal softmax (``Classifier`` returns ``log p`` of a network
+#: that outputs probabilities): made transparent with the softmax, so the gradient is the raw logit's again.
+OUTPUT_CONVERSIONS: frozenset[str] = frozenset({"Log", "ClampMin", "Clamp"})
 
 _SUFFIX = re.compile(r"Backward\d*$")
 
@@ -227,6 +232,18 @@ def _passthrough_hook(
     return (grad_outputs[0],) + tuple(grad_inputs[1:])
 
 
+def _terminal_softmax(root: Any) -> list[Any]:
+    """The terminal softmax node and the conversions after it (:data:`OUTPUT_CONVERSIONS`), or [] if none."""
+    chain: list[Any] = []
+    node = root
+    while node is not None and node_kind(node) in OUTPUT_CONVERSIONS:
+        chain.append(node)
+        node = node.next_functions[0][0] if node.next_functions else None
+    if node is None or node_kind(node) not in SOFTMAX_LIKE:
+        return []
+    return [*chain, node]
+
+
 @contextlib.contextmanager
 def _hooked(output: torch.Tensor, rectify: bool, linear_output: bool, rule: str = "positive") -> Iterator[Rectification]:
     """Register the rectifying hooks (and the softmax bypass) on ``output``'s graph; remove them on exit."""
@@ -239,8 +256,9 @@ def _hooked(output: torch.Tensor, rectify: bool, linear_output: bool, rule: str 
             raise InvalidInputError("the model output does not depend on its input (no autograd graph); cannot compute saliency")
         nodes = walk_graph(root)
         info.opaque = sum(1 for n in nodes if node_kind(n) == "DifferentiableGraph")
-        if linear_output and node_kind(root) in SOFTMAX_LIKE:
-            handles.append(root.register_hook(_passthrough_hook))
+        terminal = _terminal_softmax(root) if linear_output else []
+        for node in terminal:
+            handles.append(node.register_hook(_passthrough_hook))
             info.softmax_bypassed = True
         if rectify:
             pre = _clamp_hook(counter)

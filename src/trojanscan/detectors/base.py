@@ -137,6 +137,7 @@ class Detector(ABC):
                 sha256=model.metadata.get("sha256"),
                 input_shape=list(model.input_shape),
                 num_classes=k,
+                outputs=model.outputs,
             ),
             data=out.data,
             runtime_s=runtime,
@@ -144,7 +145,7 @@ class Detector(ABC):
             seed=seed,
             config={**_jsonable(self.get_params()), "test": self.test},
             artifacts=artifacts,
-            notes=list(out.notes),
+            notes=_output_notes(model) + list(out.notes),
         )
 
     def effective_cutoff(self, num_classes: int | None = None) -> float:
@@ -163,6 +164,17 @@ class Detector(ABC):
     @abstractmethod
     def _run(self, model: Classifier, data: Dataset | None, *, seed: int, progress: bool) -> DetectorOutput:
         """Compute one statistic per class. The model is frozen, in eval mode, and restored afterwards."""
+
+
+def _output_notes(model: Classifier) -> list[str]:
+    """A note when the network does not return logits (models/classifier.py, "What the network returns")."""
+    how = "detected by a probe" if model.metadata.get("outputs_detected") else "as given"
+    if model.outputs == "probabilities":
+        return [f"the model outputs probabilities ({how}): their logarithm is used as the logits "
+                "(log p = logit - logsumexp, the same softmax and cross-entropy)"]
+    if model.outputs == "log_probabilities":
+        return [f"the model outputs log-probabilities ({how}): used as the logits (softmax(log p) = p)"]
+    return []
 
 
 def _check_data(data: Dataset | torch.Tensor | None, model: Classifier) -> Dataset | None:

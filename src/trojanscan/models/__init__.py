@@ -1,13 +1,15 @@
 """Models: the Classifier wrapper, the architectures registry and safe I/O."""
 
 from trojanscan.models.architectures import build_architecture, list_architectures, register_architecture
-from trojanscan.models.classifier import Classifier, preserved_state, resolve_device
+from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, preserved_state, resolve_device
 from trojanscan.models.io import detect_format, export_torchscript, load_model, save_model, sidecar_path
 
 __all__ = [
+    "OUTPUT_KINDS",
     "Classifier",
     "build_architecture",
     "detect_format",
+    "detect_outputs",
     "export_torchscript",
     "list_architectures",
     "load_model",

@@ -2,6 +2,16 @@
 
 Input: float32 NCHW in [0, 1] pixel space. Output: logits ``(N, num_classes)``.
 Normalisation ``(x - mean) / std`` lives here, never in the detectors.
+
+**What the network returns.** Third-party models do not all end in logits: some end in a softmax
+(probabilities) or a log-softmax (log-probabilities). Every method here reads the wrapper's output as logits
+(softmax / cross-entropy / NLL on top of it), so a probability output would be squashed a second time
+(``softmax(p)`` of a confident ``p`` is near uniform: DeepInspect's model inversion then never gets past a
+target confidence of about 0.23 on ten classes). ``outputs="probabilities"`` makes :meth:`Classifier.forward`
+return ``log p`` instead: ``log p = z - logsumexp(z)`` differs from the logits ``z`` by one constant per row, so
+softmax, cross-entropy and NLL are exactly those of the logits. Log-probabilities need nothing
+(``softmax(log p) = p``). :func:`detect_outputs` tells the three apart with one probe batch;
+``load_model`` uses it for TorchScript and pickled files.
 """
 
 from __future__ import annotations
@@ -16,6 +26,11 @@ from torch import nn
 
 from trojanscan.errors import InvalidInputError
 from trojanscan.types import ImageBatch, Shape3
+
+#: What a wrapped network may return (module docstring).
+OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities", "log_probabilities")
+#: Probabilities are floored here before the logarithm (float32 softmax underflows to exactly 0).
+PROB_FLOOR = 1e-30
 
 
 class Classifier(nn.Module):
@@ -35,6 +50,9 @@ class Classifier(nn.Module):
         Optional human-readable names, one per class.
     metadata:
         Free-form provenance (architecture, training recipe, file path, sha256).
+    outputs:
+        What ``module`` returns: ``"logits"`` (default), ``"probabilities"`` (a terminal softmax; the wrapper
+        returns their logarithm) or ``"log_probabilities"`` (returned as they are). See the module docstring.
 
     ``queries`` counts the images forwarded through the model (the report's ``model_queries``).
 
@@ -57,8 +75,12 @@ class Classifier(nn.Module):
         std: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        outputs: str = "logits",
     ) -> None:
         super().__init__()
+        if outputs not in OUTPUT_KINDS:
+            raise InvalidInputError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}; got {outputs!r}")
+        self.outputs = outputs
         self.module = module
         self.input_shape: Shape3 = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
         self.num_classes = int(num_classes)
@@ -89,9 +111,17 @@ class Classifier(nn.Module):
     def forward(self, x: ImageBatch) -> torch.Tensor:
         """Logits of images ``x`` in [0, 1]; counts ``x.shape[0]`` queries.
 
-        The logits are returned on ``x``'s device: a network on a GPU takes and gives CPU tensors.
+        The logits are returned on ``x``'s device: a network on a GPU takes and gives CPU tensors. A network
+        that returns probabilities gives their logarithm (module docstring).
         """
         self.queries += int(x.shape[0])
+        out = self.raw_output(x)
+        if self.outputs == "probabilities":
+            out = torch.log(out.clamp_min(PROB_FLOOR))
+        return out
+
+    def raw_output(self, x: ImageBatch) -> torch.Tensor:
+        """What the network itself returns for ``x`` in [0, 1] (normalised here), on ``x``'s device; no query count."""
         dev = self.device
         if x.device == dev:
             return self.module((x - self.mean) / self.std)
@@ -146,6 +176,33 @@ class Classifier(nn.Module):
             )
         if not bool(torch.isfinite(out).all()):
             raise InvalidInputError("the model's output contains NaN or inf on a probe input; the model is broken.")
+
+
+@torch.no_grad()
+def detect_outputs(model: Classifier, *, tol: float = 1e-3) -> str:
+    """Whether ``model``'s network returns logits, probabilities or log-probabilities (one of :data:`OUTPUT_KINDS`).
+
+    One probe batch (black, white, mid-grey and six seeded uniform-noise images, in [0, 1]) through the raw
+    network: **probabilities** if every output lies in [0, 1] and every row sums to 1 within ``tol``;
+    **log-probabilities** if every output is <= 0 and every row's logsumexp is 0 within ``tol``; logits
+    otherwise. Logits pass either test on all nine images only by coincidence. A one-class output is logits.
+    """
+    if model.num_classes < 2:
+        return "logits"
+    c, h, w = model.input_shape
+    fixed = torch.stack([torch.full((c, h, w), v) for v in (0.0, 1.0, 0.5)])
+    noise = torch.rand(6, c, h, w, generator=torch.Generator().manual_seed(0))
+    with preserved_state(model):
+        model.eval()
+        out = model.raw_output(torch.cat([fixed, noise]))
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or not bool(torch.isfinite(out).all()):
+        return "logits"  # validate() reports what is wrong with such an output
+    out = out.double()
+    if bool((out >= -tol).all() and (out <= 1 + tol).all() and ((out.sum(1) - 1).abs() <= tol).all()):
+        return "probabilities"
+    if bool((out <= tol).all() and (torch.logsumexp(out, 1).abs() <= tol).all()):
+        return "log_probabilities"
+    return "logits"
 
 
 def resolve_device(spec: str | torch.device | None) -> torch.device:

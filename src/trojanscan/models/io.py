@@ -29,7 +29,7 @@ from torch import nn
 from trojanscan._fileio import atomic_path, sha256_file, write_bytes_atomic, write_text_atomic
 from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
 from trojanscan.models.architectures import build_architecture
-from trojanscan.models.classifier import Classifier, resolve_device
+from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, resolve_device
 from trojanscan.types import Shape3
 
 METADATA_FORMAT = "trojanscan.model/1"
@@ -92,6 +92,8 @@ def save_model(path: str | os.PathLike[str], model: Classifier, *, provenance: d
         "std": model.std.flatten().tolist(),
         "provenance": provenance if provenance is not None else model.metadata.get("provenance", {}),
     }
+    if model.outputs != "logits":  # only then: the files of logit models keep the bytes they always had
+        meta["outputs"] = model.outputs
     state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
     text = json.dumps(meta, indent=2, sort_keys=True)
     with atomic_path(p) as tmp:
@@ -148,6 +150,7 @@ def load_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     device: str | torch.device | None = None,
+    outputs: str = "auto",
 ) -> Classifier:
     """Load a model file safely and wrap it as a validated :class:`Classifier` in eval mode.
 
@@ -155,8 +158,13 @@ def load_model(
     for TorchScript files without a sidecar). ``num_classes`` is inferred by one probe forward pass
     when nothing gives it. ``device`` (default CPU; :func:`~trojanscan.models.classifier.resolve_device`)
     is where the network runs; it is checked before the file is read.
+    ``outputs``: what the network returns (``logits``, ``probabilities``, ``log_probabilities``; see
+    :mod:`trojanscan.models.classifier`). ``"auto"`` (default) takes the metadata's ``outputs`` if it has one, else
+    logits for our registered architectures and :func:`detect_outputs`'s probe for TorchScript and pickles.
     """
     dev = resolve_device(device)
+    if outputs != "auto" and outputs not in OUTPUT_KINDS:
+        raise InvalidInputError(f"--outputs {outputs!r} is not one of auto, {', '.join(OUTPUT_KINDS)}")
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "safetensors":
@@ -252,6 +260,14 @@ def load_model(
                          metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle"})
     clf.eval()
     clf.to(dev)
+    kind = outputs if outputs != "auto" else clf.metadata.get("outputs")
+    if kind is None:
+        kind = "logits" if fmt == "safetensors" else detect_outputs(clf)
+        clf.metadata["outputs_detected"] = fmt != "safetensors"
+    if kind not in OUTPUT_KINDS:
+        raise ModelLoadError(f"metadata of {str(p)!r}: outputs {kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    clf.outputs = str(kind)
+    clf.metadata["outputs"] = clf.outputs
     clf.validate()
     return clf
 
@@ -284,6 +300,6 @@ def export_torchscript(model: Classifier, path: str | os.PathLike[str], *, with_
     write_bytes_atomic(p, buf.getvalue())
     if with_sidecar:
         meta = {"format": METADATA_FORMAT, "input_shape": list(model.input_shape),
-                "num_classes": model.num_classes, "class_names": model.class_names}
+                "num_classes": model.num_classes, "class_names": model.class_names, "outputs": model.outputs}
         write_text_atomic(sidecar_path(p), json.dumps(meta, indent=2) + "\n")
     return p

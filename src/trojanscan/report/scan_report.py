@@ -27,6 +27,7 @@ class ModelInfo:
     sha256: str | None
     input_shape: list[int]
     num_classes: int
+    outputs: str = "logits"  # what the network returns: logits | probabilities | log_probabilities
 
 
 @dataclass(frozen=True)
