@@ -183,3 +183,18 @@ def test_torchscript_file_scans_like_the_module(name: str, how: str, trojaned_mo
     assert torch.allclose(have, want, rtol=1e-3, atol=1e-3), (want, have)
     assert got.suspects[:1] == ref.suspects[:1]
     assert got.model.outputs == ts.outputs and any("outputs probabilities" in n for n in got.notes) == (how == "softmax")
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_few_labels_are_called_weak_evidence(k: int) -> None:
+    """A median/MAD test over 2 labels can never flag one, and over 3-4 it is unreliable: the report says so."""
+    from trojanscan.models import Classifier, build_architecture
+
+    torch.manual_seed(0)
+    model = Classifier(build_architecture("tiny_cnn", (1, 28, 28), k), (1, 28, 28), k)
+    data = Dataset(torch.rand(20, 1, 28, 28), torch.arange(20) % k, [str(i) for i in range(k)], "x")
+    rep = get_detector("neuron_inspect").scan(model, data, progress=False)
+    notes = [n for n in rep.notes if n.startswith(f"only {k} labels")]
+    assert len(notes) == (0 if k == 10 else 1)
+    if k == 2:
+        assert "cannot flag any label" in notes[0] and rep.suspects == []

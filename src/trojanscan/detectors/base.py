@@ -12,10 +12,12 @@ import inspect
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch
 
 from trojanscan import stats
@@ -145,7 +147,7 @@ class Detector(ABC):
             seed=seed,
             config={**_jsonable(self.get_params()), "test": self.test},
             artifacts=artifacts,
-            notes=_output_notes(model) + list(out.notes),
+            notes=_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes),
         )
 
     def effective_cutoff(self, num_classes: int | None = None) -> float:
@@ -175,6 +177,27 @@ def _output_notes(model: Classifier) -> list[str]:
     if model.outputs == "log_probabilities":
         return [f"the model outputs log-probabilities ({how}): used as the logits (softmax(log p) = p)"]
     return []
+
+
+#: Fewer labels than this and the outlier test is weak (see :func:`_few_labels_notes`).
+FEW_LABELS = 5
+
+
+def _few_labels_notes(k: int, indices: Sequence[float] | np.ndarray) -> list[str]:
+    """A warning when the model has too few labels for a median/MAD outlier test to mean much.
+
+    With 2 labels both sit one MAD from their median, so every index is the same constant (0.67 for the MAD
+    test), below any useful cutoff: no label can ever be flagged. With 3-4 the MAD rests on 1-2 deviations, so a
+    label can sit far outside it by chance (a random 3-class network gave Neural Cleanse an index of 16).
+    """
+    if k >= FEW_LABELS:
+        return []
+    top = max(abs(float(v)) for v in indices) if len(indices) else 0.0
+    if k <= 2:
+        return [f"only {k} labels: the outlier test cannot flag any label (every index is {top:.2f}); this verdict "
+                "says nothing about a trojan"]
+    return [f"only {k} labels: the median/MAD outlier test rests on {k - 1} deviations and is unreliable here "
+            f"(it can flag a label by chance or miss one); read the verdict as weak evidence"]
 
 
 def _check_data(data: Dataset | torch.Tensor | None, model: Classifier) -> Dataset | None:
