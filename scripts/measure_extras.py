@@ -264,12 +264,30 @@ def inversion_rescue() -> None:
                   f"{rep.runtime_s:.0f} s", flush=True)
 
 
+def few_labels() -> None:
+    """Every detector on a randomly initialised tiny_cnn with 2, 3 and 4 labels (seed 0), 40 seeded noise images:
+    what the median/MAD test does with few labels (docs/methods/statistics.md, "Few labels")."""
+    from trojanscan.data.base import Dataset
+    from trojanscan.models import Classifier, build_architecture
+
+    for k in (2, 3, 4):
+        torch.manual_seed(0)
+        model = Classifier(build_architecture("tiny_cnn", (1, 28, 28), k), (1, 28, 28), k)
+        x = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        data = Dataset(x, torch.arange(40) % k, [str(i) for i in range(k)], "noise")
+        for name, kw in (("neuron_inspect", {}), ("neural_cleanse", {"epochs": 2}),
+                         ("deep_inspect", {"steps": 50, "n_repeats": 1})):
+            rep = get_detector(name, **kw).scan(model, data, progress=False)
+            print(k, name, rep.verdict, f"index {rep.anomaly_index:.2f}", rep.suspects,
+                  [round(c.anomaly_index, 2) for c in rep.classes], flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
-            "di-asr": di_asr, "inversion-rescue": inversion_rescue}
+            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "few-labels": few_labels}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
