@@ -7,6 +7,7 @@ own test files cover their defaults.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import pytest
@@ -198,3 +199,26 @@ def test_few_labels_are_called_weak_evidence(k: int) -> None:
     assert len(notes) == (0 if k == 10 else 1)
     if k == 2:
         assert "cannot flag any label" in notes[0] and rep.suspects == []
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_odd_non_square_rgb_input(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Models we did not build take other sizes: a 3x30x45 TorchScript network (odd, non-square) scans with and
+    without data, one finite statistic per class, and the JSON report round-trips."""
+    from torch import nn
+
+    from trojanscan.models import load_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                        nn.Linear(128, 6)).eval()
+    torch.jit.save(torch.jit.script(net), str(tmp_path / "odd.pt"))
+    model = load_model(tmp_path / "odd.pt", input_shape=[3, 30, 45])
+    x = torch.rand(24, 3, 30, 45, generator=torch.Generator().manual_seed(1))
+    for data in (Dataset(x, torch.arange(24) % 6, [str(i) for i in range(6)], "noise"), None):
+        if data is None and name != "deep_inspect":
+            continue  # the data-free path is DeepInspect's
+        rep = get_detector(name, **_fast(name)).scan(model, data, seed=0, progress=False)
+        assert len(rep.classes) == 6 and all(math.isfinite(c.statistic) for c in rep.classes)
+        assert rep.model.input_shape == [3, 30, 45]
+        assert _comparable(ScanReport.from_json(rep.to_json())) == _comparable(rep)
