@@ -12,6 +12,9 @@
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
     .venv/bin/python scripts/measure_extras.py inversion-rescue  # Eq. 1 vs the rescued inversion, DeepInspect on each,
                                                                  # on the zoo's other-architecture TorchScript files
+    .venv/bin/python scripts/measure_extras.py few-labels   # every detector on random 2/3/4-class networks
+    .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
+                                                            # (--outputs logits, the old behaviour) vs detected (auto)
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
 """
@@ -282,12 +285,46 @@ def few_labels() -> None:
                   [round(c.anomaly_index, 2) for c in rep.classes], flush=True)
 
 
+def softmax_head() -> None:
+    """The tests' synthetic BadNets model (4x4 -> 5, seed 0, seconds to train) exported with a terminal softmax,
+    loaded as logits (``outputs="logits"``: how trojanscan read such a file before session 7) and as detected
+    (``"auto"``: probabilities, log p used). DeepInspect with 300 held-out images and data-free (Eq. 1 inversion)."""
+    import tempfile
+
+    from torch import nn
+
+    from trojanscan.data.synthetic import synthetic_digits, train_test_split
+    from trojanscan.inversion import invert
+    from trojanscan.recipes import TrainRecipe, build_model
+    from trojanscan.training import TrainConfig
+
+    tr, te = train_test_split(synthetic_digits(3000, seed=0), 0.2, seed=0)
+    built = build_model(TrainRecipe("synthetic", attack=AttackSpec("badnets", target="5", trigger_size=4),
+                                    config=TrainConfig(epochs=3, batch_size=64, lr=3e-3), seed=0),
+                        tr, te, progress=False, log=None)
+    m = built.model
+    net = nn.Sequential(m.module, nn.Softmax(dim=1)).eval()
+    clean = te.subset(torch.arange(300), "clean")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/softmax.pt"
+        torch.jit.save(torch.jit.trace(net, torch.full((1, 1, 28, 28), 0.5)), path)
+        for outputs in ("logits", "auto"):
+            model = load_model(path, input_shape=(1, 28, 28), mean=m.mean.flatten().tolist(),
+                               std=m.std.flatten().tolist(), outputs=outputs)
+            inv = invert(model, seed=0)
+            for data, label in ((clean, "300 clean images"), (None, "data-free")):
+                rep = get_detector("deep_inspect").scan(model, data, seed=0, progress=False)
+                print(f"outputs={outputs} (read as {model.outputs})", label, f"DF {rep.anomaly_index:.2f}", rep.suspects,
+                      f"inversion confidence mean {inv.confidence.mean():.3f}", flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
-            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "few-labels": few_labels}
+            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "few-labels": few_labels,
+            "softmax-head": softmax_head}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

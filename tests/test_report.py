@@ -119,7 +119,7 @@ def test_schema_key_names_match_design() -> None:
     assert documented <= set(d)
     assert set(d) - documented == {"notes"}  # the only addition to §3; optional keys absent when unset
     assert d["schema"] == "trojanscan.scan/1"
-    assert set(d["model"]) == {"path", "sha256", "input_shape", "num_classes"}
+    assert set(d["model"]) == {"path", "sha256", "input_shape", "num_classes"}  # "outputs" only when not logits
     assert set(d["data"]) == {"source", "n_images"}
     for c in d["classes"]:
         assert {"label", "statistic", "anomaly_index"} <= set(c) <= {"label", "statistic", "anomaly_index", "name", "extra"}

@@ -27,7 +27,7 @@ class ModelInfo:
     sha256: str | None
     input_shape: list[int]
     num_classes: int
-    outputs: str = "logits"  # what the network returns: logits | probabilities | log_probabilities
+    outputs: str = "logits"  # what the network returns: logits | probabilities | log_probabilities (JSON: only if not logits)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ class ScanReport:
             )
         if self.trojan_probability is None:
             d.pop("trojan_probability")
+        if self.model.outputs == "logits":  # optional: only a network that does not return logits adds the key
+            d["model"].pop("outputs")
         if self.reports:
             d["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
         return _json_safe(d)
