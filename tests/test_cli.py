@@ -166,7 +166,14 @@ def test_patch_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest
     m, out = str(files["trojaned"]), str(tmp_path / "p.safetensors")
     _assert_bad(["patch", m, "--out", out, "--method", "neuron_inspect"], capsys, "cannot patch", tmp_path)
     _assert_bad(["patch", m, "--out", out, "--epochs", "0"], capsys, "--epochs", tmp_path)
-    _assert_bad(["patch", m, "--out", str(tmp_path / "p.pt")], capsys, "--out", tmp_path)
+    _assert_bad(["patch", m, "--out", str(tmp_path / "p.txt")], capsys, "--out", tmp_path)
+    # a TorchScript model has no registered architecture: refused before any fine-tuning, with the fix
+    from trojanscan.models import export_torchscript, load_model
+
+    ts = tmp_path / "ts" / "m.pt"
+    ts.parent.mkdir()
+    export_torchscript(load_model(m), ts)
+    _assert_bad(["patch", str(ts), "--out", out], capsys, "write TorchScript instead: --out", tmp_path)
 
 
 def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, digits, tmp_path: Path,  # type: ignore[no-untyped-def]
@@ -188,6 +195,18 @@ def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, 
     summary = json.loads(out.with_suffix(".patch.json").read_text())
     assert summary["method"] == "neural_cleanse" and summary["targets"] == [5]
     assert "before: trojaned" in text and "patched model:" in text
+    # the same from a TorchScript file, written back as TorchScript (sidecar-less input: --input-shape)
+    from trojanscan.models import export_torchscript, load_model
+
+    export_torchscript(load_model(files["trojaned"]), tmp_path / "ts.pt", with_sidecar=False)
+    code, text_ts, err = _run(["patch", str(tmp_path / "ts.pt"), "--input-shape", "1,28,28", "--out",
+                               str(tmp_path / "patched.pt"), "--method", "neural_cleanse", "--report",
+                               str(tmp_path / "r.json"), "--data", str(files["npz"]), "--epochs", "2", "--no-progress"],
+                              capsys)
+    assert code == 0, err
+    patched = load_model(tmp_path / "patched.pt")  # its sidecar gives the shape
+    assert patched.metadata["format"] == "torchscript" and (tmp_path / "patched.patch.json").is_file()
+    assert "before: trojaned" in text_ts
     # the report is benign now, or the same scan ranks the target less anomalous
     assert "after:" in text
     # a benign report is refused before anything is written

@@ -234,3 +234,19 @@ def test_rectified_saliency_of_a_softmax_network_is_the_logit_saliency() -> None
         got, info = class_gradients(soft, x, rectify=rectify)
         assert info.softmax_bypassed
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_clone_of_a_torchscript_model_can_be_trained(tmp_path: Path) -> None:
+    """copy.deepcopy of a ScriptModule gives non-leaf parameters (an optimiser refuses them): clone_classifier does not."""
+    from trojanscan.models.classifier import clone_classifier
+
+    export_torchscript(_model(), tmp_path / "m.pt")
+    ts = load_model(tmp_path / "m.pt")
+    twin = clone_classifier(ts)
+    assert all(p.is_leaf for p in twin.parameters())
+    assert [p.requires_grad for p in twin.parameters()] == [p.requires_grad for p in ts.parameters()]
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    twin(torch.rand(2, 1, 28, 28)).sum().backward()
+    opt.step()
+    x = torch.rand(2, 1, 28, 28)
+    assert not torch.equal(twin(x), ts(x))  # trained the copy, not the original

@@ -268,7 +268,9 @@ def demo(
 @app.command()
 def patch(
     model: Annotated[Path, typer.Argument(help="Model file to patch")],
-    out: Annotated[Path, typer.Option(help="Patched model path (.safetensors); also writes <stem>.patch.json")],
+    out: Annotated[Path, typer.Option(
+        help="Patched model path: .safetensors (registered architectures) or .pt (TorchScript, any model); "
+             "also writes <stem>.patch.json")],
     method: Annotated[str, typer.Option(help="deep_inspect (data-free) | neural_cleanse (unlearning)")] = "deep_inspect",
     report: Annotated[Path | None, typer.Option(help="A scan report whose config and seed to reuse")] = None,
     data: Annotated[str, typer.Option(help="Clean data (.npz or folder) for neural_cleanse and for measuring "
@@ -277,6 +279,7 @@ def patch(
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     distill: Annotated[bool, typer.Option(
         help="Distil towards the original model to keep clean accuracy (--no-distill: the papers' plain fine-tuning)")] = True,
+    input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(
         help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
@@ -284,10 +287,10 @@ def patch(
 ) -> None:
     """Patch a trojaned model: fine-tune on triggered inputs with their correct labels; print before/after."""
     from trojanscan.mitigation.defenses import patch_deep_inspect, patch_neural_cleanse
-    from trojanscan.models import load_model, save_model
+    from trojanscan.models import export_torchscript, load_model, save_model
     from trojanscan.report.scan_report import ScanReport
 
-    _check_out(out, (".safetensors",), "--out")
+    _check_out(out, (".safetensors", ".pt"), "--out")
     if method not in ("deep_inspect", "neural_cleanse"):
         raise InvalidInputError(f"--method {method!r} cannot patch; use deep_inspect or neural_cleanse")
     if epochs < 1:
@@ -305,7 +308,12 @@ def patch(
         accepted = set(detector_class(method)().get_params())
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.config.items() if k in accepted}
         seed = sub.seed
-    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, device=device)
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
+                     device=device)
+    if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
+        raise InvalidInputError(
+            f"{str(model)!r} is a {clf.metadata.get('format', 'model')} file without a registered architecture, so the "
+            f"patched weights cannot be written as .safetensors; write TorchScript instead: --out {out.with_suffix('.pt')}")
     clean = None
     if data.lower() != "none":
         from trojanscan.data.registry import load_clean_data
@@ -321,7 +329,10 @@ def patch(
     prov = {**clf.metadata.get("provenance", {}), "patched": {"from_sha256": clf.metadata.get("sha256"),
                                                               **res.summary()}}
     res.patch.model.metadata = {**clf.metadata, "provenance": prov}
-    save_model(out, res.patch.model, provenance=prov)
+    if out.suffix == ".pt":  # normalisation folded in, a sidecar with shape, classes and outputs; provenance in .patch.json
+        export_torchscript(res.patch.model, out)
+    else:
+        save_model(out, res.patch.model, provenance=prov)
     from trojanscan._fileio import write_text_atomic
 
     write_text_atomic(out.with_suffix(".patch.json"), json.dumps(res.summary(), indent=1) + "\n")

@@ -7,7 +7,6 @@ A :class:`TrainRecipe` names the dataset, architecture, attack and training sett
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -21,7 +20,7 @@ from trojanscan.attacks.poison import Attack
 from trojanscan.data.base import Dataset
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.architectures import build_architecture
-from trojanscan.models.classifier import Classifier
+from trojanscan.models.classifier import Classifier, clone_classifier
 from trojanscan.training import BatchTransform, TrainConfig, accuracy, train
 
 DATASETS = ("mnist", "gtsrb", "cifar10", "synthetic")
@@ -202,7 +201,7 @@ def build_model(
             raise InvalidInputError(
                 f"base model is {base_model.input_shape} with {base_model.num_classes} classes; the data is {shape}"
                 f" with {k}")
-        model = copy.deepcopy(base_model)
+        model = clone_classifier(base_model)
         model.metadata = {"architecture": r.arch}
     else:
         with torch.random.fork_rng(devices=[]):

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from trojanscan.data.base import Dataset
 from trojanscan.errors import InvalidInputError
-from trojanscan.models.classifier import Classifier
+from trojanscan.models.classifier import Classifier, clone_classifier
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 """``(x, y, indices_in_dataset, generator) -> (x, y)`` applied to each training mini-batch."""
@@ -39,9 +39,7 @@ class Distiller:
     """
 
     def __init__(self, model: Classifier) -> None:
-        import copy
-
-        self.teacher = copy.deepcopy(model).eval()
+        self.teacher = clone_classifier(model).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
 

@@ -34,7 +34,6 @@ setting we measured keeps the trigger removed on every model, so it is an option
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,7 +42,7 @@ import torch.nn.functional as F
 
 from trojanscan.data.base import Dataset
 from trojanscan.errors import InvalidInputError
-from trojanscan.models.classifier import Classifier
+from trojanscan.models.classifier import Classifier, clone_classifier
 from trojanscan.training import Distiller, TrainConfig, train
 
 #: ``stamper(x, gen) -> x'``: put a trigger of a flagged target on every image of ``x``.
@@ -180,7 +179,7 @@ def finetune_with_triggers(
     models: dict[float, Classifier] = {}
     candidates: dict[float, dict[str, float]] = {}
     for lr in lrs:
-        cand = copy.deepcopy(model)
+        cand = clone_classifier(model)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=float(lr))
         train(cand, fit, cfg, seed=seed, loss_fn=loss_fn, freeze_norm_stats=True, progress=progress, log=None)
         scores = _holdout_scores(cand, reference, hold, hold_stamped)

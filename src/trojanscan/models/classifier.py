@@ -178,6 +178,22 @@ class Classifier(nn.Module):
             raise InvalidInputError("the model's output contains NaN or inf on a probe input; the model is broken.")
 
 
+def clone_classifier(model: Classifier) -> Classifier:
+    """An independent copy of ``model`` whose parameters are leaves with the original's ``requires_grad``.
+
+    ``copy.deepcopy`` of a TorchScript module clones its parameters *through autograd* (non-leaf tensors with a
+    ``CloneBackward`` node), which an optimiser refuses; copying under ``no_grad`` gives leaves, and the flags are
+    then restored. Every copy that is trained or frozen (patching, distillation, fine-tuning a base) goes through here.
+    """
+    import copy
+
+    with torch.no_grad():
+        twin = copy.deepcopy(model)
+    for src, dst in zip(model.parameters(), twin.parameters(), strict=True):
+        dst.requires_grad_(src.requires_grad)
+    return twin
+
+
 @torch.no_grad()
 def detect_outputs(model: Classifier, *, tol: float = 1e-3) -> str:
     """Whether ``model``'s network returns logits, probabilities or log-probabilities (one of :data:`OUTPUT_KINDS`).
