@@ -13,6 +13,7 @@
     .venv/bin/python scripts/measure_extras.py inversion-rescue  # Eq. 1 vs the rescued inversion, DeepInspect on each,
                                                                  # on the zoo's other-architecture TorchScript files
     .venv/bin/python scripts/measure_extras.py few-labels   # every detector on random 2/3/4-class networks
+    .venv/bin/python scripts/measure_extras.py large-input  # DeepInspect's stages per step on 3x32..3x128 inputs
     .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
                                                             # (--outputs logits, the old behaviour) vs detected (auto)
 
@@ -318,13 +319,53 @@ def softmax_head() -> None:
                       f"inversion confidence mean {inv.confidence.mean():.3f}", flush=True)
 
 
+def large_input() -> None:
+    """Seconds per step of DeepInspect's three stages (inversion, auto-encoder, trigger generator) on square RGB inputs,
+    a small 10-class conv net (the network's own cost is a minor part here), 5 steps each, data-free defaults
+    (50 substitutes), and the default scan's total extrapolated from them (inversion 300 steps, auto-encoder 300 above
+    3x64x64, generator 1000 steps x 3 repeats)."""
+    import time
+
+    from torch import nn
+
+    from trojanscan.detectors.deep_inspect import uses_autoencoder
+    from trojanscan.generator import train_autoencoder, train_trigger_generator
+    from trojanscan.inversion import invert
+    from trojanscan.models import Classifier
+
+    for side in (32, 64, 96, 128):
+        shape = (3, side, side)
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                            nn.Linear(256, 10))
+        model = Classifier(net.eval(), shape, 10)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        t = time.perf_counter()
+        inv = invert(model, steps=5, seed=0)
+        t_inv = (time.perf_counter() - t) / 5
+        use_ae = uses_autoencoder(None, shape)
+        t_ae = 0.0
+        if use_ae:
+            t = time.perf_counter()
+            train_autoencoder(inv.data.x, steps=5, seed=0)
+            t_ae = (time.perf_counter() - t) / 5
+        t = time.perf_counter()
+        train_trigger_generator(model, inv.data, steps=5, use_autoencoder=use_ae, ae_steps=1, seed=0)
+        t_gen = (time.perf_counter() - t - (t_ae if use_ae else 0.0)) / 5
+        total = 300 * t_inv + 300 * t_ae + 3 * 1000 * t_gen
+        print(f"3x{side}x{side}: auto-encoder {'yes' if use_ae else 'no'}; s/step: inversion {t_inv:.3f}, "
+              f"auto-encoder {t_ae:.3f}, generator {t_gen:.3f}; default data-free scan about {total / 60:.0f} min",
+              flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "few-labels": few_labels,
-            "softmax-head": softmax_head}
+            "softmax-head": softmax_head, "large-input": large_input}
     if len(sys.argv) != 2 or sys.argv[1] not in jobs:
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
