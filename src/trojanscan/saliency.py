@@ -257,9 +257,8 @@ def _hooked(output: torch.Tensor, rectify: bool, linear_output: bool, rule: str 
         nodes = walk_graph(root)
         info.opaque = sum(1 for n in nodes if node_kind(n) == "DifferentiableGraph")
         terminal = _terminal_softmax(root) if linear_output else []
-        for node in terminal:
-            handles.append(node.register_hook(_passthrough_hook))
-            info.softmax_bypassed = True
+        handles.extend(node.register_hook(_passthrough_hook) for node in terminal)
+        info.softmax_bypassed = bool(terminal)
         if rectify:
             pre = _clamp_hook(counter)
             post = _positive_hook(counter)

@@ -186,16 +186,17 @@ FEW_LABELS = 5
 def _few_labels_notes(k: int, indices: Sequence[float] | np.ndarray) -> list[str]:
     """A warning when the model has too few labels for a median/MAD outlier test to mean much.
 
-    With 2 labels both sit one MAD from their median, so every index is the same constant (0.67 for the MAD
-    test), below any useful cutoff: no label can ever be flagged. With 3-4 the MAD rests on 1-2 deviations, so a
-    label can sit far outside it by chance (a random 3-class network gave Neural Cleanse an index of 16).
+    With 2 labels both sit one MAD from their median, so the indices are +-1/1.4826 = +-0.67, below any useful
+    cutoff: no label can ever be flagged. With 3-4 the MAD rests on 1-2 deviations, so a label can sit far outside
+    it by chance (untrained 3- and 4-class networks gave Neural Cleanse 18.6 and 19.2:
+    ``scripts/measure_extras.py few-labels``; docs/methods/statistics.md).
     """
     if k >= FEW_LABELS:
         return []
     top = max(abs(float(v)) for v in indices) if len(indices) else 0.0
     if k <= 2:
-        return [f"only {k} labels: the outlier test cannot flag any label (every index is {top:.2f}); this verdict "
-                "says nothing about a trojan"]
+        return [f"only {k} labels: the outlier test cannot flag any label (no index can exceed {top:.2f}); this "
+                "verdict says nothing about a trojan"]
     return [f"only {k} labels: the median/MAD outlier test rests on {k - 1} deviations and is unreliable here "
             f"(it can flag a label by chance or miss one); read the verdict as weak evidence"]
 

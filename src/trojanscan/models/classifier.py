@@ -17,6 +17,7 @@ softmax, cross-entropy and NLL are exactly those of the logits. Log-probabilitie
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,8 +186,6 @@ def clone_classifier(model: Classifier) -> Classifier:
     ``CloneBackward`` node), which an optimiser refuses; copying under ``no_grad`` gives leaves, and the flags are
     then restored. Every copy that is trained or frozen (patching, distillation, fine-tuning a base) goes through here.
     """
-    import copy
-
     with torch.no_grad():
         twin = copy.deepcopy(model)
     for src, dst in zip(model.parameters(), twin.parameters(), strict=True):
