@@ -12,6 +12,8 @@
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
     .venv/bin/python scripts/measure_extras.py inversion-rescue  # Eq. 1 vs the rescued inversion, DeepInspect on each,
                                                                  # on the zoo's other-architecture TorchScript files
+    .venv/bin/python scripts/measure_extras.py inversion-noise [MODEL ...]  # the rescue with noise-robust inversion
+                                                                 # (noise_std 0.1 / 0.2), DeepInspect on each
     .venv/bin/python scripts/measure_extras.py few-labels   # every detector on random 2/3/4-class networks
     .venv/bin/python scripts/measure_extras.py large-input  # DeepInspect's stages per step on 3x32..3x128 inputs
     .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
@@ -268,6 +270,33 @@ def inversion_rescue() -> None:
                   f"{rep.runtime_s:.0f} s", flush=True)
 
 
+def inversion_noise() -> None:
+    """Noise-robust model inversion on the zoo's other-architecture models: the rescue (``rescue_below=0.5``) with
+    Gaussian noise of std ``noise_std`` added to the images the model sees at every inversion step, so that the
+    substitutes must stay their class under noise, as natural images do. DeepInspect on each substitute set (as in
+    ``inversion-rescue``), with the target's rank among the per-class statistics."""
+    import json
+
+    from trojanscan.inversion import invert
+
+    which = sys.argv[2:] or ARCH_ZOO
+    for name in which:
+        model = load_model(f"runs/zoo/{name}.pt", input_shape=(1, 28, 28))
+        truth = json.loads(open(f"runs/zoo/{name}.truth.json").read())
+        targets = [int(t) for t in str(truth.get("target", "")).split(",") if t.isdigit()] if truth["trojaned"] else []
+        for rescue, noise in ((0.5, 0.1), (0.5, 0.2), (0.0, 0.2)):
+            inv = invert(model, seed=0, rescue_below=rescue, noise_std=noise)
+            covered = len(set(model.predict(inv.data.x).tolist()))
+            rep = get_detector("deep_inspect").scan(model, inv.data, seed=0, progress=False)
+            stats = [c.statistic for c in rep.classes]
+            order = sorted(range(len(stats)), key=lambda i: stats[i])
+            ranks = [order.index(t) + 1 for t in targets]
+            print(name, f"rescue_below={rescue} noise_std={noise}", f"rescued {inv.rescued}",
+                  f"confidence mean {inv.confidence.mean():.3f}", f"classes {covered}/10",
+                  f"DF {rep.anomaly_index:.2f}", rep.suspects, f"target rank {ranks}",
+                  "stats " + " ".join(f"{v:.1f}" for v in stats), f"{rep.runtime_s:.0f} s", flush=True)
+
+
 def few_labels() -> None:
     """Every detector on a randomly initialised tiny_cnn with 2, 3 and 4 labels (seed 0), 40 seeded noise images:
     what the median/MAD test does with few labels (docs/methods/statistics.md, "Few labels")."""
@@ -365,8 +394,8 @@ if __name__ == "__main__":
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
-            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "few-labels": few_labels,
+            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input}
-    if len(sys.argv) != 2 or sys.argv[1] not in jobs:
+    if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] != "inversion-noise"):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

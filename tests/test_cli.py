@@ -143,6 +143,29 @@ def test_scan_exit_codes_and_reports(files: dict[str, Path], tmp_path: Path, cap
         assert ("TROJANED" if want else "BENIGN") in out
 
 
+def test_scan_foreign_torchscript_without_shape(files: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # a sidecar-less TorchScript file and no --input-shape: the clean data's image shape is used, and said
+    from trojanscan.models import build_architecture, export_torchscript, load_model
+    from trojanscan.models.classifier import Classifier
+
+    export_torchscript(load_model(files["trojaned"]), tmp_path / "ts.pt", with_sidecar=False)
+    rep = tmp_path / "ts.json"
+    code, out, err = _run(["scan", str(tmp_path / "ts.pt"), "--data", str(files["npz"]), "--method", "neuron_inspect",
+                           "--json", str(rep), "--no-progress"], capsys)
+    assert code == 1, out + err
+    d = json.loads(rep.read_text())
+    assert d["suspects"] == [5] and d["model"]["input_shape"] == [1, 28, 28]
+    assert any("the clean data's image shape" in n for n in d["notes"]) and "clean data's image shape" in out
+    # a network that runs at any size, scanned with no data: a clear error, nothing written
+    torch.manual_seed(0)
+    anysize = Classifier(build_architecture("resnet8", (1, 28, 28), 10), (1, 28, 28), 10)
+    export_torchscript(anysize, tmp_path / "any.pt", with_sidecar=False)
+    (tmp_path / "reports").mkdir()
+    _assert_bad(["scan", str(tmp_path / "any.pt"), "--json", str(tmp_path / "reports" / "any.json")], capsys,
+                "--input-shape", tmp_path / "reports")
+
+
 def test_scan_familywise_cutoff(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # --familywise Sidak-corrects the cutoff for the 10 classes: 2 -> 2.83, same per-class indices
     reps = {}

@@ -48,9 +48,58 @@ def test_torchscript_loads_and_matches(tmp_path: Path) -> None:
     x = torch.rand(3, 1, 28, 28)
     assert torch.allclose(loaded(x), m(x), atol=1e-5)
     sidecar_path(p).unlink()
-    with pytest.raises(InvalidInputError, match="--input-shape"):
-        load_model(p)
-    assert load_model(p, input_shape=(1, 28, 28)).num_classes == 10  # classes inferred by a probe
+    given = load_model(p, input_shape=(1, 28, 28))
+    assert given.num_classes == 10 and given.metadata["input_shape_source"] == "argument"  # classes by a probe
+    probed = load_model(p)  # no sidecar, no shape: the only probe shape it runs on
+    assert probed.input_shape == (1, 28, 28) and probed.metadata["input_shape_source"] == "probe"
+    assert torch.allclose(probed(x), m(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,shape", [("mnist_cnn", (1, 28, 28)), ("gtsrb_cnn", (3, 32, 32)), ("lenet5", (1, 28, 28)),
+                                        ("mlp", (3, 32, 32)), ("mlp", (1, 28, 28))])
+def test_sidecarless_torchscript_input_shape_is_probed(tmp_path: Path, arch: str, shape: tuple[int, int, int]) -> None:
+    # a colour network with folded normalisation also runs on grey images (they broadcast against the
+    # per-channel mean): the first convolution, or the larger channel count, decides
+    p = export_torchscript(_model(arch, shape).eval(), tmp_path / "m.pt", with_sidecar=False)
+    loaded = load_model(p)
+    assert loaded.input_shape == shape and loaded.metadata["input_shape_source"] == "probe"
+
+
+def test_size_agnostic_torchscript_needs_a_shape_or_data(tmp_path: Path) -> None:
+    from trojanscan.models import infer_input_shape
+
+    p = export_torchscript(_model("resnet8", (1, 28, 28)).eval(), tmp_path / "m.pt", with_sidecar=False)
+    with pytest.raises(InvalidInputError, match=r"runs on several shapes \(1x28x28, 1x32x32.*--input-shape"):
+        load_model(p)  # global pooling: any size runs, and the scanner does not guess
+    from_data = load_model(p, shape_candidates=[(3, 32, 32), (1, 28, 28)])  # the data's shapes: one of them runs
+    assert from_data.input_shape == (1, 28, 28) and from_data.metadata["input_shape_source"] == "data"
+    with pytest.raises(InvalidInputError, match="several of the data's image shapes"):
+        load_model(p, shape_candidates=[(1, 28, 28), (1, 40, 40)])
+    assert load_model(p, input_shape=(1, 40, 40)).input_shape == (1, 40, 40)
+    # a data shape the network rejects falls back to the probe (the scan then reports the data mismatch)
+    fixed = export_torchscript(_model("mnist_cnn").eval(), tmp_path / "f.pt", with_sidecar=False)
+    assert load_model(fixed, shape_candidates=[(3, 32, 32)]).metadata["input_shape_source"] == "probe"
+    # a network that runs on nothing we try
+    lin = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5 * 7 * 7, 4)))
+    torch.jit.save(lin, str(tmp_path / "odd.pt"))
+    with pytest.raises(InvalidInputError, match="accepts none of the shapes tried"):
+        load_model(tmp_path / "odd.pt")
+    assert infer_input_shape(lin, [(5, 7, 7)]) == ((5, 7, 7), "data")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_non_float32_torchscript_is_cast(tmp_path: Path, dtype: torch.dtype) -> None:
+    m = _model().eval()
+    twin = _model().eval()
+    twin.module.to(dtype)
+    scripted = torch.jit.script(twin.module)
+    torch.jit.save(scripted, str(tmp_path / "h.pt"))
+    loaded = load_model(tmp_path / "h.pt", input_shape=(1, 28, 28), mean=[0.5], std=[0.25])
+    assert loaded.metadata["cast_from_dtype"] == str(dtype).removeprefix("torch.")
+    assert all(prm.dtype == torch.float32 for prm in loaded.parameters())
+    x = torch.rand(3, 1, 28, 28)
+    tol = 1e-4 if dtype == torch.float64 else 0.1  # the half weights' rounding, not the cast, differs
+    assert torch.allclose(loaded(x), m(x), atol=tol)
 
 
 class _Exploit:

@@ -94,14 +94,14 @@ def scan(
         from trojanscan.stats import cutoff_from_alpha
 
         cutoff_from_alpha(alpha)
-    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
-                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device,
-                     outputs=outputs)
     clean: Dataset | None = None
-    if data.lower() != "none":
+    if data.lower() != "none":  # read first: its image shape is the input shape of a model file that lacks one
         from trojanscan.data.registry import load_clean_data
 
         clean = load_clean_data(data)
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
+                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device,
+                     outputs=outputs, shape_candidates=None if clean is None else [clean.input_shape])
     artifact_dir = None
     if json_out is not None or html_out is not None:
         base = json_out if json_out is not None else html_out
@@ -308,17 +308,17 @@ def patch(
         accepted = set(detector_class(method)().get_params())
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.config.items() if k in accepted}
         seed = sub.seed
-    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
-                     device=device)
-    if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
-        raise InvalidInputError(
-            f"{str(model)!r} is a {clf.metadata.get('format', 'model')} file without a registered architecture, so the "
-            f"patched weights cannot be written as .safetensors; write TorchScript instead: --out {out.with_suffix('.pt')}")
     clean = None
     if data.lower() != "none":
         from trojanscan.data.registry import load_clean_data
 
         clean = load_clean_data(data)
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
+                     device=device, shape_candidates=None if clean is None else [clean.input_shape])
+    if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
+        raise InvalidInputError(
+            f"{str(model)!r} is a {clf.metadata.get('format', 'model')} file without a registered architecture, so the "
+            f"patched weights cannot be written as .safetensors; write TorchScript instead: --out {out.with_suffix('.pt')}")
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     if method == "deep_inspect":
         res = patch_deep_inspect(clf, params=params, seed=seed, epochs=epochs, eval_data=clean, distill=distill,

@@ -71,6 +71,7 @@ def invert(
     progress: bool = False,
     jitter: int = 0,
     rescue_below: float = 0.0,
+    noise_std: float = 0.0,
 ) -> InversionResult:
     """Recover ``n_per_class`` substitute images per class (DeepInspect Eq. 1); see module docstring.
 
@@ -83,7 +84,7 @@ def invert(
     for name, v, lo in (("n_per_class", n_per_class, 1), ("steps", steps, 1), ("jitter", jitter, 0)):
         if not isinstance(v, int) or v < lo:
             raise InvalidInputError(f"{name} must be an int >= {lo}; got {v!r}")
-    for name, f in (("lr", lr), ("tv_weight", tv_weight), ("l2_weight", l2_weight)):
+    for name, f in (("lr", lr), ("tv_weight", tv_weight), ("l2_weight", l2_weight), ("noise_std", noise_std)):
         if not isinstance(f, int | float) or f < 0 or (name == "lr" and f == 0):
             raise InvalidInputError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number; got {f!r}")
     k = model.num_classes
@@ -91,13 +92,14 @@ def invert(
     t0 = time.perf_counter()
     targets = torch.arange(k).repeat_interleave(n_per_class)
     w = (torch.randn((k * n_per_class, *model.input_shape), generator=g) * 0.5).requires_grad_(True)
-    _optimise(model, w, targets, steps, lr, tv_weight, l2_weight, jitter, g, log_prob=False, progress=progress)
+    _optimise(model, w, targets, steps, lr, tv_weight, l2_weight, jitter, g, log_prob=False, progress=progress,
+              noise_std=noise_std)
     conf = _confidence(model, w, targets)
     low = torch.nonzero(conf < rescue_below).flatten()
     if low.numel():  # Eq. 1 left these confidently wrong: the same optimum through -log f (module docstring)
         w_low = w.detach()[low].clone().requires_grad_(True)
         _optimise(model, w_low, targets[low], steps, lr, tv_weight, l2_weight, jitter, g, log_prob=True,
-                  progress=progress)
+                  progress=progress, noise_std=noise_std)
         with torch.no_grad():
             w[low] = w_low.detach()
         conf = _confidence(model, w, targets)
@@ -119,7 +121,8 @@ def _confidence(model: Classifier, w: torch.Tensor, targets: torch.Tensor) -> to
 
 
 def _optimise(model: Classifier, w: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, tv_weight: float,
-              l2_weight: float, jitter: int, g: torch.Generator, *, log_prob: bool, progress: bool) -> None:
+              l2_weight: float, jitter: int, g: torch.Generator, *, log_prob: bool, progress: bool,
+              noise_std: float = 0.0) -> None:
     """Adam on ``w`` (images ``(tanh(w) + 1) / 2``): Eq. 1's ``1 - f(x; t)``, or ``-log f(x; t)``, plus AuxInfo."""
     opt = torch.optim.Adam([w], lr=lr)
 
@@ -137,6 +140,8 @@ def _optimise(model: Classifier, w: torch.Tensor, targets: torch.Tensor, steps: 
         if jitter:
             dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
             xq = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        if noise_std:
+            xq = (xq + noise_std * torch.randn(xq.shape, generator=g)).clamp(0, 1)
         _, gx = model.loss_and_input_grad(xq, objective)
         aux = (tv_weight * total_variation(x) + l2_weight * ((x - 0.5) ** 2).flatten(1).mean(1)).sum()
         (xq * gx).sum().add(aux).backward()

@@ -170,7 +170,8 @@ def _scan_one(job: _Job) -> dict[str, Any]:
                     return _row_from_report(name, new, new.runtime_s, new.data.source) | {"resumed": True}
             except Exception:  # noqa: BLE001 - an unreadable old report is simply redone
                 pass
-        model = load_model(job.path, input_shape=job.input_shape, device=job.device)
+        model = load_model(job.path, input_shape=job.input_shape, device=job.device,
+                           shape_candidates=[s for s, _ in job.data_by_shape])
         model.metadata.update(path=str(job.path), sha256=digest)
         path = dict(job.data_by_shape).get(tuple(model.input_shape))
         data = load_clean_data(path) if path is not None else None  # only the file of this model's shape

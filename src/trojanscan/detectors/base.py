@@ -169,14 +169,25 @@ class Detector(ABC):
 
 
 def _output_notes(model: Classifier) -> list[str]:
-    """A note when the network does not return logits (models/classifier.py, "What the network returns")."""
+    """Notes on what loading had to work out: outputs that are not logits (models/classifier.py, "What the network
+    returns"), an input shape taken from the data or a probe, weights cast to float32 (models/io.py)."""
+    notes = []
     how = "detected by a probe" if model.metadata.get("outputs_detected") else "as given"
     if model.outputs == "probabilities":
-        return [f"the model outputs probabilities ({how}): their logarithm is used as the logits "
-                "(log p = logit - logsumexp, the same softmax and cross-entropy)"]
-    if model.outputs == "log_probabilities":
-        return [f"the model outputs log-probabilities ({how}): used as the logits (softmax(log p) = p)"]
-    return []
+        notes.append(f"the model outputs probabilities ({how}): their logarithm is used as the logits "
+                     "(log p = logit - logsumexp, the same softmax and cross-entropy)")
+    elif model.outputs == "log_probabilities":
+        notes.append(f"the model outputs log-probabilities ({how}): used as the logits (softmax(log p) = p)")
+    shape = "x".join(map(str, model.input_shape))
+    source = model.metadata.get("input_shape_source")
+    if source == "data":
+        notes.append(f"the model file does not give its input shape: {shape} is the clean data's image shape")
+    elif source == "probe":
+        notes.append(f"the model file does not give its input shape: {shape} is the only one of the shapes tried "
+                     "that the network accepts (pass --input-shape if it is wrong)")
+    if model.metadata.get("cast_from_dtype"):
+        notes.append(f"the model's {model.metadata['cast_from_dtype']} weights were cast to float32 for the scan")
+    return notes
 
 
 #: Fewer labels than this and the outlier test is weak (see :func:`_few_labels_notes`).

@@ -2,7 +2,14 @@
 
 from trojanscan.models.architectures import build_architecture, list_architectures, register_architecture
 from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, preserved_state, resolve_device
-from trojanscan.models.io import detect_format, export_torchscript, load_model, save_model, sidecar_path
+from trojanscan.models.io import (
+    detect_format,
+    export_torchscript,
+    infer_input_shape,
+    load_model,
+    save_model,
+    sidecar_path,
+)
 
 __all__ = [
     "OUTPUT_KINDS",
@@ -11,6 +18,7 @@ __all__ = [
     "detect_format",
     "detect_outputs",
     "export_torchscript",
+    "infer_input_shape",
     "list_architectures",
     "load_model",
     "preserved_state",

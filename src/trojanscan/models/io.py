@@ -141,6 +141,102 @@ def _shape(value: Any, source: str) -> Shape3:
     return (t[0], t[1], t[2])
 
 
+#: Square input sizes tried, smallest first, when a foreign model file says nothing about its input shape.
+PROBE_SIZES = (28, 32, 48, 64, 96, 128, 224)
+
+
+def _first_conv_channels(module: nn.Module) -> int | None:
+    """In-channels of the first 4-D floating parameter (a conv weight ``(out, in, kh, kw)``), if any."""
+    for prm in module.parameters():
+        if prm.dim() == 4 and prm.is_floating_point():
+            return int(prm.shape[1])
+    return None
+
+
+def probe_shapes(module: nn.Module) -> list[Shape3]:
+    """The shapes :func:`infer_input_shape` tries with no other clue: the first conv's channels (else 1 and 3),
+    then 1 and 3 channels, each at the square sizes of :data:`PROBE_SIZES`."""
+    channels: list[int] = []
+    for c in (_first_conv_channels(module), 1, 3):
+        if c is not None and c not in channels:
+            channels.append(c)
+    return [(c, s, s) for c in channels for s in PROBE_SIZES]
+
+
+def _accepts(module: nn.Module, shape: Shape3) -> bool:
+    """Whether one grey image of ``shape`` goes through ``module`` to finite 2-D scores of at least 2 classes."""
+    try:
+        with torch.no_grad():
+            out = module(torch.full((1, *shape), 0.5))
+    except Exception:  # noqa: BLE001 - a shape the network rejects raises whatever its layers raise
+        return False
+    return isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] >= 2 and bool(torch.isfinite(out).all())
+
+
+def _one_size(module: nn.Module, ok: Sequence[Shape3]) -> Shape3 | None:
+    """The accepted shape if all of ``ok`` share one size (channels resolved as :func:`infer_input_shape` says)."""
+    if len({sh[1:] for sh in ok}) != 1:
+        return None
+    channels = [sh[0] for sh in ok]
+    first = _first_conv_channels(module)
+    c = channels[0] if len(channels) == 1 else first if first in channels else max(channels)
+    return (c, ok[0][1], ok[0][2])
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def infer_input_shape(
+    module: nn.Module, candidates: Sequence[Sequence[int]] | None = None, *, source: str = "the model",
+) -> tuple[Shape3, str]:
+    """The input shape of a network whose file does not say it, and where it came from (``data`` or ``probe``).
+
+    ``candidates`` (the clean data's image shapes) are tried first: if the network accepts exactly one, that is
+    the shape (``"data"``). Otherwise :func:`probe_shapes` are tried, one grey image each: exactly one accepted
+    shape is the answer (``"probe"``; typical of networks that flatten into a fixed linear layer). If one size runs
+    with several channel counts, the first convolution's in-channels decide, else the largest count: a grey image
+    broadcasts against a colour network's folded per-channel normalisation ``(x - mean) / std``, while a colour
+    image does not fit a grey network's first layer. No size accepted, or several (a network with global pooling
+    runs at any size), is an :class:`InvalidInputError` that asks for ``--input-shape`` and lists what ran: the
+    scanner does not guess between sizes.
+    """
+    if candidates:
+        shapes = [_shape(c, source) for c in candidates]
+        ok = [sh for sh in dict.fromkeys(shapes) if _accepts(module, sh)]
+        if ok:
+            one = _one_size(module, ok)
+            if one is None:
+                raise InvalidInputError(
+                    f"{source} has no input shape in its file and runs on several of the data's image shapes "
+                    f"({', '.join(map(_fmt_shape, ok))}); pass --input-shape C,H,W")
+            return one, "data"
+    tried = probe_shapes(module)
+    ok = [sh for sh in tried if _accepts(module, sh)]
+    one = _one_size(module, ok) if ok else None
+    if one is not None:
+        return one, "probe"
+    sizes = ", ".join(map(str, PROBE_SIZES))
+    if not ok:
+        raise InvalidInputError(
+            f"{source} has no input shape in its file (no metadata sidecar) and accepts none of the shapes tried "
+            f"(channels {sorted({sh[0] for sh in tried})}, square sizes {sizes}); pass --input-shape C,H,W "
+            "(and --mean/--std if it expects normalised input).")
+    raise InvalidInputError(
+        f"{source} has no input shape in its file (no metadata sidecar) and runs on several shapes "
+        f"({', '.join(map(_fmt_shape, ok))}), so its size cannot be told by probing; pass --input-shape C,H,W "
+        "or --data with clean images of the right size.")
+
+
+def _to_float32(module: nn.Module) -> dict[str, str]:
+    """Cast a module with half / bfloat16 / float64 weights to float32 (our pipeline's dtype); what was cast."""
+    dtypes = {t.dtype for t in list(module.parameters()) + list(module.buffers()) if t.is_floating_point()}
+    if not dtypes or dtypes == {torch.float32}:
+        return {}
+    module.float()
+    return {"cast_from_dtype": ",".join(sorted(str(d).removeprefix("torch.") for d in dtypes - {torch.float32}))}
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -151,13 +247,18 @@ def load_model(
     std: Sequence[float] | None = None,
     device: str | torch.device | None = None,
     outputs: str = "auto",
+    shape_candidates: Sequence[Sequence[int]] | None = None,
 ) -> Classifier:
     """Load a model file safely and wrap it as a validated :class:`Classifier` in eval mode.
 
-    Explicit ``input_shape`` / ``num_classes`` / ``mean`` / ``std`` override the metadata (needed
-    for TorchScript files without a sidecar). ``num_classes`` is inferred by one probe forward pass
-    when nothing gives it. ``device`` (default CPU; :func:`~trojanscan.models.classifier.resolve_device`)
-    is where the network runs; it is checked before the file is read.
+    Explicit ``input_shape`` / ``num_classes`` / ``mean`` / ``std`` override the metadata. ``num_classes`` is
+    inferred by one probe forward pass when nothing gives it. A TorchScript file or pickle with neither
+    ``input_shape`` nor a sidecar gets its input shape from :func:`infer_input_shape`: ``shape_candidates`` first
+    (the clean data's image shapes), then :func:`probe_shapes`; ``metadata["input_shape_source"]`` says which
+    (``argument``, ``sidecar``, ``data`` or ``probe``). Weights stored in half precision (or another float
+    dtype) are cast to float32, recorded as ``metadata["cast_from_dtype"]``.
+    ``device`` (default CPU; :func:`~trojanscan.models.classifier.resolve_device`) is where the network runs; it is
+    checked before the file is read.
     ``outputs``: what the network returns (``logits``, ``probabilities``, ``log_probabilities``; see
     :mod:`trojanscan.models.classifier`). ``"auto"`` (default) takes the metadata's ``outputs`` if it has one, else
     logits for our registered architectures and :func:`detect_outputs`'s probe for TorchScript and pickles.
@@ -202,18 +303,18 @@ def load_model(
     elif fmt == "torchscript":
         side = sidecar_path(p)
         meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
-        shape_src = input_shape if input_shape is not None else meta.get("input_shape")
-        if shape_src is None:
-            raise InvalidInputError(
-                f"TorchScript model {str(p)!r} has no metadata sidecar: pass --input-shape C,H,W "
-                "(and --mean/--std if the model expects normalised input)."
-            )
-        shape = _shape(shape_src, str(p))
         try:
             module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:  # the JIT raises several types for corrupt archives
             raise ModelLoadError(f"TorchScript file {str(p)!r} cannot be loaded: {exc}") from exc
         module.eval()
+        cast = _to_float32(module)
+        if input_shape is not None:
+            shape, shape_source = _shape(input_shape, str(p)), "argument"
+        elif meta.get("input_shape") is not None:
+            shape, shape_source = _shape(meta["input_shape"], str(p)), "sidecar"
+        else:
+            shape, shape_source = infer_input_shape(module, shape_candidates, source=str(p))
         k_src = num_classes if num_classes is not None else meta.get("num_classes")
         if k_src is None:
             with torch.no_grad():
@@ -229,7 +330,8 @@ def load_model(
             mean=mean if mean is not None else meta.get("mean"),
             std=std if std is not None else meta.get("std"),
             class_names=meta.get("class_names"),
-            metadata={**meta, "path": str(p), "sha256": sha256_file(p), "format": "torchscript"},
+            metadata={**meta, "path": str(p), "sha256": sha256_file(p), "format": "torchscript",
+                      "input_shape_source": shape_source, **cast},
         )
     else:
         if not allow_unsafe_pickle:
@@ -250,14 +352,21 @@ def load_model(
                 f"pickle {str(p)!r} holds a {type(obj).__name__}, not a module; a state dict needs its "
                 "architecture: save it with trojanscan.models.save_model and a metadata sidecar."
             )
-        if input_shape is None:
-            raise InvalidInputError(f"pickled model {str(p)!r}: pass --input-shape C,H,W")
-        shape = _shape(input_shape, str(p))
         obj.eval()
-        with torch.no_grad():
-            k_probe = int(obj(torch.full((1, *shape), 0.5)).shape[-1])
+        cast = _to_float32(obj)
+        if input_shape is not None:
+            shape, shape_source = _shape(input_shape, str(p)), "argument"
+        else:
+            shape, shape_source = infer_input_shape(obj, shape_candidates, source=str(p))
+        try:
+            with torch.no_grad():
+                k_probe = int(obj(torch.full((1, *shape), 0.5)).shape[-1])
+        except Exception as exc:  # noqa: BLE001 - whatever a foreign module raises, say which input failed
+            raise InvalidInputError(f"pickled model {str(p)!r} failed on a (1, {', '.join(map(str, shape))}) "
+                                    f"probe: {type(exc).__name__}: {exc}. Check --input-shape.") from exc
         clf = Classifier(obj, shape, num_classes or k_probe, mean=mean, std=std,
-                         metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle"})
+                         metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle",
+                                   "input_shape_source": shape_source, **cast})
     clf.eval()
     clf.to(dev)
     kind = outputs if outputs != "auto" else clf.metadata.get("outputs")
