@@ -299,3 +299,20 @@ def test_clone_of_a_torchscript_model_can_be_trained(tmp_path: Path) -> None:
     opt.step()
     x = torch.rand(2, 1, 28, 28)
     assert not torch.equal(twin(x), ts(x))  # trained the copy, not the original
+
+
+def test_load_notes_say_where_the_shape_came_from_and_what_was_cast(tmp_path: Path) -> None:
+    from trojanscan.detectors.base import _output_notes
+
+    twin = _model().eval()
+    twin.module.half()
+    torch.jit.save(torch.jit.script(twin.module), str(tmp_path / "h.pt"))
+    probed = load_model(tmp_path / "h.pt")
+    notes = _output_notes(probed)
+    assert probed.metadata["input_shape_source"] == "probe"
+    assert any("1x28x28 is the only one of the shapes tried" in n for n in notes)
+    assert any("float16 weights were cast to float32" in n for n in notes)
+    assert _output_notes(load_model(tmp_path / "h.pt", shape_candidates=[(1, 28, 28)]))[0].endswith(
+        "1x28x28 is the clean data's image shape")
+    assert _output_notes(load_model(tmp_path / "h.pt", input_shape=(1, 28, 28))) == [
+        "the model's float16 weights were cast to float32 for the scan"]
