@@ -240,12 +240,20 @@ def test_inversion_rescues_images_eq1_leaves_confidently_wrong() -> None:
     assert set(model.predict(fixed.data.x).tolist()) == set(range(10))
     with pytest.raises(InvalidInputError, match="rescue_below"):
         invert(model, n_per_class=1, steps=1, rescue_below=1.0)
+    # under noise the rescue still gets every class, from other images; same seed, same images
+    noisy = invert(model, n_per_class=2, steps=60, seed=0, rescue_below=0.5, rescue_noise_std=0.2)
+    again = invert(model, n_per_class=2, steps=60, seed=0, rescue_below=0.5, rescue_noise_std=0.2)
+    assert noisy.rescued == fixed.rescued and set(model.predict(noisy.data.x).tolist()) == set(range(10))
+    assert torch.equal(noisy.data.x, again.data.x) and not torch.equal(noisy.data.x, fixed.data.x)
+    for bad in (-0.1, "0.2"):
+        with pytest.raises(InvalidInputError, match="rescue_noise_std"):
+            invert(model, n_per_class=1, steps=1, rescue_noise_std=bad)  # type: ignore[arg-type]
 
 
 def test_inversion_rescue_leaves_converged_images_unchanged(trojaned_model: BuiltModel) -> None:
     from trojanscan.inversion import invert
 
-    on = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2, rescue_below=0.5)
+    on = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2, rescue_below=0.5, rescue_noise_std=0.2)
     off = invert(trojaned_model.model, n_per_class=1, steps=100, seed=2)
     assert on.rescued == 0 and float(off.confidence.min()) >= 0.5
     assert torch.equal(on.data.x, off.data.x) and torch.equal(on.confidence, off.confidence)

@@ -19,7 +19,10 @@ confidence after the ``steps`` of Eq. 1 are optimised ``steps`` more on the log-
 the same optimum (``f = 1``), a gradient that does not vanish. Images Eq. 1 brought above the threshold are
 untouched. It restores the substitutes of (nearly) every class, but DeepInspect's detection on those networks
 did not improve overall (docs/methods/deep_inspect.md), so Eq. 1 alone stays the default.
-``InversionResult.rescued`` counts the rescued images.
+``InversionResult.rescued`` counts the rescued images. With ``rescue_noise_std > 0`` the rescue sees its images
+through Gaussian noise of that std at every step (a fresh draw per step, clipped to [0, 1]): it must make them their
+class *under noise*, as natural images are, instead of pushing them just over a decision boundary that off-manifold
+images of these networks sit next to. Images Eq. 1 brought above ``rescue_below`` are still untouched.
 
 Optional prior ``jitter`` (default 0, off): at each step the whole batch is shifted by a random
 ``(dy, dx)`` in ``[-jitter, jitter]`` pixels (``torch.roll``) before it is shown to the model, the
@@ -71,20 +74,22 @@ def invert(
     progress: bool = False,
     jitter: int = 0,
     rescue_below: float = 0.0,
-    noise_std: float = 0.0,
+    rescue_noise_std: float = 0.0,
 ) -> InversionResult:
     """Recover ``n_per_class`` substitute images per class (DeepInspect Eq. 1); see module docstring.
 
     ``images_per_second`` in the result is the throughput (recovered images per second of wall time).
     ``rescue_below``: images whose target confidence is still below it after Eq. 1 are optimised again on the
-    log-probability (module docstring; 0, the default, is Eq. 1 alone).
+    log-probability (module docstring; 0, the default, is Eq. 1 alone). ``rescue_noise_std``: Gaussian noise of this
+    std added to the images the model sees at every rescue step (module docstring; 0 = none).
     """
     if not isinstance(rescue_below, int | float) or not 0 <= rescue_below < 1:
         raise InvalidInputError(f"rescue_below must be a number in [0, 1); got {rescue_below!r}")
     for name, v, lo in (("n_per_class", n_per_class, 1), ("steps", steps, 1), ("jitter", jitter, 0)):
         if not isinstance(v, int) or v < lo:
             raise InvalidInputError(f"{name} must be an int >= {lo}; got {v!r}")
-    for name, f in (("lr", lr), ("tv_weight", tv_weight), ("l2_weight", l2_weight), ("noise_std", noise_std)):
+    for name, f in (("lr", lr), ("tv_weight", tv_weight), ("l2_weight", l2_weight),
+                    ("rescue_noise_std", rescue_noise_std)):
         if not isinstance(f, int | float) or f < 0 or (name == "lr" and f == 0):
             raise InvalidInputError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number; got {f!r}")
     k = model.num_classes
@@ -92,14 +97,13 @@ def invert(
     t0 = time.perf_counter()
     targets = torch.arange(k).repeat_interleave(n_per_class)
     w = (torch.randn((k * n_per_class, *model.input_shape), generator=g) * 0.5).requires_grad_(True)
-    _optimise(model, w, targets, steps, lr, tv_weight, l2_weight, jitter, g, log_prob=False, progress=progress,
-              noise_std=noise_std)
+    _optimise(model, w, targets, steps, lr, tv_weight, l2_weight, jitter, g, log_prob=False, progress=progress)
     conf = _confidence(model, w, targets)
     low = torch.nonzero(conf < rescue_below).flatten()
     if low.numel():  # Eq. 1 left these confidently wrong: the same optimum through -log f (module docstring)
         w_low = w.detach()[low].clone().requires_grad_(True)
         _optimise(model, w_low, targets[low], steps, lr, tv_weight, l2_weight, jitter, g, log_prob=True,
-                  progress=progress, noise_std=noise_std)
+                  progress=progress, noise_std=rescue_noise_std)
         with torch.no_grad():
             w[low] = w_low.detach()
         conf = _confidence(model, w, targets)
