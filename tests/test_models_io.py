@@ -316,3 +316,22 @@ def test_load_notes_say_where_the_shape_came_from_and_what_was_cast(tmp_path: Pa
         "1x28x28 is the clean data's image shape")
     assert _output_notes(load_model(tmp_path / "h.pt", input_shape=(1, 28, 28))) == [
         "the model's float16 weights were cast to float32 for the scan"]
+
+
+def test_class_count_probe_errors_are_clear(tmp_path: Path) -> None:
+    class Pair(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x.flatten(1)[:, :4], x
+
+    torch.jit.save(torch.jit.script(Pair()), str(tmp_path / "pair.pt"))
+    with pytest.raises(InvalidInputError, match="must return 2-D logits; got tuple"):
+        load_model(tmp_path / "pair.pt", input_shape=(1, 28, 28))
+    torch.save(_model().module, tmp_path / "net.pt")  # a trusted pickle given the wrong shape
+    with pytest.raises(InvalidInputError, match=r"failed on a \(1, 3, 32, 32\) probe.*--input-shape"):
+        load_model(tmp_path / "net.pt", allow_unsafe_pickle=True, input_shape=(3, 32, 32))
+    rng = torch.random.get_rng_state()
+    loaded = load_model(tmp_path / "net.pt", allow_unsafe_pickle=True)  # probed shape and classes, no global draw
+    assert loaded.input_shape == (1, 28, 28) and loaded.num_classes == 10
+    ts = export_torchscript(_model().eval(), tmp_path / "ts.pt", with_sidecar=False)
+    rng = torch.random.get_rng_state()
+    assert load_model(ts).num_classes == 10 and torch.equal(rng, torch.random.get_rng_state())

@@ -183,6 +183,20 @@ def _one_size(module: nn.Module, ok: Sequence[Shape3]) -> Shape3 | None:
     return (c, ok[0][1], ok[0][2])
 
 
+def _count_classes(module: nn.Module, shape: Shape3, what: str) -> int:
+    """The width of ``module``'s output on one grey image of ``shape`` (no random draw); a clear error otherwise."""
+    try:
+        with torch.no_grad():
+            out = module(torch.full((1, *shape), 0.5))
+    except Exception as exc:  # noqa: BLE001 - whatever a foreign module raises, say which input failed
+        raise InvalidInputError(f"{what} failed on a (1, {', '.join(map(str, shape))}) probe: "
+                                f"{type(exc).__name__}: {exc}. Check --input-shape.") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InvalidInputError(f"{what} must return 2-D logits; got {got}")
+    return int(out.shape[1])
+
+
 def _fmt_shape(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape))
 
@@ -317,14 +331,7 @@ def load_model(
             shape, shape_source = infer_input_shape(module, shape_candidates, source=str(p))
         k_src = num_classes if num_classes is not None else meta.get("num_classes")
         if k_src is None:
-            with torch.no_grad():
-                probe = module(torch.rand(1, *shape) * 0.0 + 0.5)
-            if not isinstance(probe, torch.Tensor) or probe.dim() != 2:
-                raise InvalidInputError(
-                    f"TorchScript model {str(p)!r} must return 2-D logits; got "
-                    f"{tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__}"
-                )
-            k_src = int(probe.shape[1])
+            k_src = _count_classes(module, shape, f"TorchScript model {str(p)!r}")
         clf = Classifier(
             module, shape, int(k_src),
             mean=mean if mean is not None else meta.get("mean"),
@@ -358,13 +365,8 @@ def load_model(
             shape, shape_source = _shape(input_shape, str(p)), "argument"
         else:
             shape, shape_source = infer_input_shape(obj, shape_candidates, source=str(p))
-        try:
-            with torch.no_grad():
-                k_probe = int(obj(torch.full((1, *shape), 0.5)).shape[-1])
-        except Exception as exc:  # noqa: BLE001 - whatever a foreign module raises, say which input failed
-            raise InvalidInputError(f"pickled model {str(p)!r} failed on a (1, {', '.join(map(str, shape))}) "
-                                    f"probe: {type(exc).__name__}: {exc}. Check --input-shape.") from exc
-        clf = Classifier(obj, shape, num_classes or k_probe, mean=mean, std=std,
+        k = num_classes if num_classes is not None else _count_classes(obj, shape, f"pickled model {str(p)!r}")
+        clf = Classifier(obj, shape, k, mean=mean, std=std,
                          metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle",
                                    "input_shape_source": shape_source, **cast})
     clf.eval()
