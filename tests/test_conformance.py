@@ -15,7 +15,7 @@ import torch
 
 from trojanscan.data.base import Dataset
 from trojanscan.detectors import detector_class, get_detector, list_detectors
-from trojanscan.errors import InvalidInputError
+from trojanscan.errors import InvalidInputError, WhiteBoxRequiredError
 from trojanscan.report import ScanReport
 
 FAST: dict[str, dict[str, Any]] = {
@@ -225,3 +225,22 @@ def test_odd_non_square_rgb_input(name: str, tmp_path) -> None:  # type: ignore[
         assert len(rep.classes) == 6 and all(math.isfinite(c.statistic) for c in rep.classes)
         assert rep.model.input_shape == [3, 30, 45]
         assert _comparable(ScanReport.from_json(rep.to_json())) == _comparable(rep)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_query_only_onnx_twin(name: str, trojaned_model, digits, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A model known only by its scores (an ONNX file): the same contract, or a clear refusal for white-box methods."""
+    from trojanscan.models import export_onnx, load_model
+
+    q = load_model(export_onnx(trojaned_model.model, tmp_path / "m.onnx", with_sidecar=False), query_samples=3)
+    data = _clean_data(digits, 40)
+    if detector_class(name).needs_white_box:
+        with pytest.raises(WhiteBoxRequiredError, match="query-only"):
+            get_detector(name, **_fast(name)).scan(q, data, progress=False)
+        return
+    r1 = get_detector(name, **_fast(name)).scan(q, data, seed=3, progress=False)
+    r2 = get_detector(name, **_fast(name)).scan(q, data, seed=3, progress=False)
+    assert _comparable(r1) == _comparable(r2), "same seed gave a different report"
+    assert ScanReport.from_json(r1.to_json()) == r1
+    assert all(math.isfinite(c.statistic) for c in r1.classes) and r1.model_queries > 0
+    assert r1.model.sha256 == q.metadata["sha256"]

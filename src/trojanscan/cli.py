@@ -55,7 +55,8 @@ def _check_out(path: Path, suffixes: tuple[str, ...], flag: str) -> None:
 
 @app.command()
 def scan(
-    model: Annotated[Path, typer.Argument(help="Model file: .safetensors (+ .json sidecar) or TorchScript .pt")],
+    model: Annotated[Path, typer.Argument(
+        help="Model file: .safetensors (+ .json sidecar), TorchScript .pt, or ONNX .onnx (query-only)")],
     data: Annotated[str, typer.Option(help="Clean data: a .npz file (x, y), an image folder, or 'none' (data-free)")] = "none",
     method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here")] = None,
@@ -74,6 +75,14 @@ def scan(
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(
         help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
+    query_only: Annotated[bool, typer.Option(
+        help="Use only the model's scores (as a prediction endpoint gives): input gradients are estimated from "
+             "queries; NeuronInspect is skipped. Always so for an ONNX file")] = False,
+    query_samples: Annotated[int, typer.Option(
+        help="Query-only: direction pairs per gradient estimate (each costs 2 queries per image)")] = 50,
+    query_sigma: Annotated[float, typer.Option(help="Query-only: smoothing radius of the estimate, in pixel units")] = 0.01,
+    max_queries: Annotated[int | None, typer.Option(
+        help="Query-only: stop with exit 2 (nothing written) before the model gets more than this many images")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
@@ -101,14 +110,24 @@ def scan(
         clean = load_clean_data(data)
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
                      num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device,
-                     outputs=outputs, shape_candidates=None if clean is None else [clean.input_shape])
+                     outputs=outputs, shape_candidates=None if clean is None else [clean.input_shape],
+                     query_only=query_only, query_samples=query_samples, query_sigma=query_sigma,
+                     max_queries=max_queries)
     artifact_dir = None
     if json_out is not None or html_out is not None:
         base = json_out if json_out is not None else html_out
         assert base is not None
         artifact_dir = base.parent / f"{base.stem}_files"
-    outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, familywise=familywise,
-                         progress=progress, artifact_dir=artifact_dir)
+    fresh_dir = artifact_dir is not None and not artifact_dir.exists()
+    try:
+        outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, familywise=familywise,
+                             progress=progress, artifact_dir=artifact_dir)
+    except BaseException:  # a scan stopped part-way (a query budget, a detector's error): no partial output files
+        if fresh_dir and artifact_dir is not None and artifact_dir.exists():
+            import shutil
+
+            shutil.rmtree(artifact_dir, ignore_errors=True)
+        raise
     rep = outcome.report
     _print_summary(rep)
     if json_out is not None:
@@ -315,6 +334,11 @@ def patch(
         clean = load_clean_data(data)
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
                      device=device, shape_candidates=None if clean is None else [clean.input_shape])
+    if not clf.white_box:
+        raise InvalidInputError(
+            f"{str(model)!r} is a query-only ({clf.metadata.get('format', 'model')}) model: patching fine-tunes the "
+            "weights, which a model known only by its scores does not expose; patch the TorchScript or safetensors "
+            "original")
     if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
         raise InvalidInputError(
             f"{str(model)!r} is a {clf.metadata.get('format', 'model')} file without a registered architecture, so the "

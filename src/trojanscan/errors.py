@@ -23,6 +23,14 @@ class UnsafeModelFileError(ModelLoadError):
     """A model file would need pickle (arbitrary code execution) to load."""
 
 
+class QueryBudgetError(TrojanScanError):
+    """A query-only model's budget of model queries (``max_queries``) would be exceeded."""
+
+
+class WhiteBoxRequiredError(InvalidInputError):
+    """A method needs gradients through the network (or its weights), and the model is query-only."""
+
+
 def expect(condition: bool, message: str) -> None:
     """Raise :class:`InvalidInputError` with ``message`` unless ``condition`` holds (never ``assert``)."""
     if not condition:

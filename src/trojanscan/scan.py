@@ -89,6 +89,10 @@ def scan_model(
     methods = list_detectors() if method == "all" else [method]
     if method != "all" and method not in list_detectors():
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
+    skipped: list[str] = []
+    if method == "all" and not model.white_box:  # a query-only model: only the methods that need scores alone
+        skipped = [m for m in methods if get_detector(m).needs_white_box]
+        methods = [m for m in methods if m not in skipped]
     reports: dict[str, ScanReport] = {}
     artifacts: dict[str, dict[str, torch.Tensor]] = {}
     t0 = time.perf_counter()
@@ -107,7 +111,9 @@ def scan_model(
         artifacts[name] = dict(getattr(det, "artifacts_", {}))
     if method != "all":
         return ScanOutcome(reports[method], artifacts)
-    combined = recalibrate(replace(combine(reports), runtime_s=time.perf_counter() - t0), curves)
+    combined = combine(reports)
+    notes = [f"{m} was not run: {get_detector(m).why_white_box}; the model is query-only" for m in skipped]
+    combined = recalibrate(replace(combined, runtime_s=time.perf_counter() - t0, notes=combined.notes + notes), curves)
     return ScanOutcome(combined, artifacts)
 
 

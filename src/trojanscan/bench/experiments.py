@@ -15,7 +15,8 @@ DETECTORS_WITH_DATA = ("neural_cleanse", "neuron_inspect")
 
 
 def _scan_row(ctx: Context, name: str, recipe: TrainRecipe, detector: str, *, data_free: bool,
-              params: dict[str, Any] | None = None) -> Row:
+              params: dict[str, Any] | None = None, query: dict[str, Any] | None = None) -> Row:
+    """One scan as a table row; ``query`` (estimator settings) scans the model's query-only ONNX twin instead."""
     compute = ctx.wants(detector, name)  # --detectors / --models: otherwise only a cached scan fills the row
     got = ctx.model(name, recipe) if compute else ctx.cached_model(name, recipe)
     truth = got[1] if got is not None else {"targets": None, "metrics": {}}
@@ -23,11 +24,13 @@ def _scan_row(ctx: Context, name: str, recipe: TrainRecipe, detector: str, *, da
     rep = None
     if got is not None:
         data = None if data_free else ctx.clean_data(recipe.dataset)
-        rep = ctx.scan(name, got[0], detector, data, params=params, compute=compute)
+        model = got[0] if query is None else ctx.onnx_twin(name, got[0], **query)
+        rep = ctx.scan(name, model, detector, data, params=params, compute=compute)
     if rep is None:  # the row says so instead of a number
         return {"model": name, "truth": targets, "clean_acc": truth["metrics"].get("clean_acc"),
                 "tar": truth["metrics"].get("tar"), "detector": detector, "data": None, "index": None,
-                "suspects": None, "verdict": "not run", "correct": None, "target_index": None, "scan_s": None}
+                "suspects": None, "verdict": "not run", "correct": None, "target_index": None, "scan_s": None,
+                "queries": None}
     correct = (set(rep.suspects) == set(targets)) if truth["trojaned"] else (rep.verdict == "benign")
     by_label = {c.label: c.anomaly_index for c in rep.classes}
     on_target = [by_label[t] for t in targets if t in by_label]
@@ -38,7 +41,7 @@ def _scan_row(ctx: Context, name: str, recipe: TrainRecipe, detector: str, *, da
         # the true target's own index (the largest over the targets): a model index above the cutoff may belong to
         # a wrong label, so the plots draw this one
         "target_index": max(on_target) if on_target else None,
-        "scan_s": rep.runtime_s,
+        "scan_s": rep.runtime_s, "queries": rep.model_queries,
     }
 
 
@@ -365,3 +368,31 @@ def vs_ports(ctx: Context) -> None:
                       "Both verdicts come from our test at c = 2 (the ports print statistics without deciding). "
                       "'correct': exactly the true target flagged, or benign for a clean model.",
                 command="trojanscan bench vs_ports --data-dir ../shared/data --out runs/bench")
+
+
+#: The query-only runs of ``query_only``: the gradient estimator's direction pairs per estimate (σ at its default).
+QUERY_SAMPLES = (20,)
+
+
+@experiment("query_only")
+def query_only(ctx: Context) -> None:
+    """DeepInspect as the paper's threat model has it (§3.2: scores only): each model's ONNX file, input gradients
+    estimated from queries, beside the white-box scan of the same model; no data in either."""
+    models = {"mnist_badnets4_t5": TrainRecipe("mnist", attack=attack("5")),
+              "mnist_badnets2_t5": TrainRecipe("mnist", attack=attack("5", 2)),
+              "mnist_clean_s0": TrainRecipe("mnist", seed=0), "mnist_clean_s1": TrainRecipe("mnist", seed=1)}
+    rows: list[Row] = []
+    for name, recipe in models.items():
+        wb = _scan_row(ctx, name, recipe, "deep_inspect", data_free=True)
+        row: Row = {"model": name, "truth": wb["truth"], "white-box DF": wb["index"], "white-box suspects": wb["suspects"],
+                    "white-box s": wb["scan_s"], "white-box queries": wb["queries"]}
+        for q in QUERY_SAMPLES:
+            r = _scan_row(ctx, name, recipe, "deep_inspect", data_free=True, query={"query_samples": q})
+            row |= {f"q={q} DF": r["index"], f"q={q} suspects": r["suspects"], f"q={q} correct": r["correct"],
+                    f"q={q} s": r["scan_s"], f"q={q} queries": r["queries"]}
+        rows.append(row)
+    write_table(ctx, "query_only", rows, title="DeepInspect with scores only (ONNX, NES gradients) vs white-box (MNIST)",
+                notes="Both columns: DeepInspect's defaults, no data (model inversion). Query-only: the model's ONNX "
+                      "export run by onnxruntime; every input gradient estimated from 2q queries per image "
+                      "(antithetic Gaussian directions, sigma 0.01; trojanscan.models.query).",
+                command="trojanscan bench query_only --data-dir ../shared/data --out runs/bench")

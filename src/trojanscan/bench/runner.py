@@ -70,6 +70,17 @@ class Context:
         """The cached model ``recipe`` made under ``name``, or None (never trains)."""
         return zoo.cached(name, recipe, self.models, device=self.device)
 
+    def onnx_twin(self, name: str, model: Classifier, **query: Any) -> Classifier:
+        """``model`` exported to ``<out>/onnx/<name>.onnx`` and loaded back: query-only, as a model hub would serve it.
+
+        The export is deterministic (the same weights give the same bytes), so scans of the twin are cached.
+        ``query``: the estimator settings of :func:`trojanscan.models.load_model` (``query_samples``, ...).
+        """
+        from trojanscan.models import export_onnx, load_model
+
+        path = export_onnx(model, self.out / "onnx" / f"{name}.onnx")
+        return load_model(path, **query)
+
     def clean_data(self, dataset: str) -> Dataset:
         test = zoo.dataset(dataset, self.data_dir / dataset, "test")
         g = torch.Generator().manual_seed(1234)
@@ -94,8 +105,11 @@ class Context:
         # familywise only moves the cutoff: scans with and without it share one cached scan (and the keys
         # written before the option existed), re-decided by rethreshold()
         familywise = bool(full.pop("familywise", False))
-        key_src = json.dumps({"m": model.metadata.get("sha256"), "d": detector, "p": full, "s": seed,
-                              "data": None if data is None else [data.name, len(data)]}, sort_keys=True, default=str)
+        spec: dict[str, Any] = {"m": model.metadata.get("sha256"), "d": detector, "p": full, "s": seed,
+                                "data": None if data is None else [data.name, len(data)]}
+        if not model.white_box:  # a query-only twin: its gradient estimator is part of the setting
+            spec["q"] = model.metadata.get("query")
+        key_src = json.dumps(spec, sort_keys=True, default=str)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
         path = self.out / "scans" / f"{model_name}__{detector}__{key}.json"
         if path.is_file():

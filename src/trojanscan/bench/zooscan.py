@@ -1,8 +1,8 @@
 """Scan a folder of models (a "zoo") and judge the detectors over it: ROC-AUC, cross-entropy, Brier score.
 
 ``trojanscan scan-zoo DIR --truth truth.json --out OUT`` calls :func:`scan_zoo`. Every model in ``DIR``
-(``.safetensors`` with its JSON sidecar, TorchScript ``.pt``/``.pth``/``.ts``) is scanned by every detector
-(``method="all"``, the combined verdict included) or by one; each gets its JSON report under
+(``.safetensors`` with its JSON sidecar, TorchScript ``.pt``/``.pth``/``.ts``, ONNX ``.onnx``, query-only) is scanned
+by every detector (``method="all"``, the combined verdict included) or by one; each gets its JSON report under
 ``OUT/reports/``, and ``OUT/summary.json`` / ``summary.md`` / ``models.csv`` hold the per-model rows and, per
 detector, the zoo metrics of :mod:`trojanscan.bench.metrics` computed on the calibrated
 ``trojan_probability`` (:mod:`trojanscan.calibration`; the calibration never sees the zoo).
@@ -36,7 +36,7 @@ from trojanscan.bench.metrics import brier, cross_entropy, roc_auc
 from trojanscan.errors import DataFormatError, InvalidInputError
 
 #: Model file suffixes a zoo folder is searched for (pickles are listed too, so they are reported as refused).
-MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ts", ".pkl", ".bin")
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ts", ".onnx", ".pkl", ".bin")
 
 SUMMARY_SCHEMA = "trojanscan.zoo/1"
 

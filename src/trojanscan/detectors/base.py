@@ -23,7 +23,7 @@ import torch
 from trojanscan import stats
 from trojanscan._fileio import atomic_path
 from trojanscan.data.base import Dataset, validate_images
-from trojanscan.errors import InvalidInputError
+from trojanscan.errors import InvalidInputError, WhiteBoxRequiredError
 from trojanscan.models.classifier import Classifier, preserved_state
 from trojanscan.report.scan_report import ClassResult, DataInfo, ModelInfo, ScanReport
 
@@ -57,6 +57,10 @@ class Detector(ABC):
 
     name: ClassVar[str]
     test: ClassVar[str] = "mad"  # "mad" (anomaly index) or "dmad" (deviation factor)
+    #: The method needs gradients through the network itself (not only w.r.t. its input), so it cannot scan a
+    #: query-only model (:class:`trojanscan.models.query.QueryClassifier`).
+    needs_white_box: ClassVar[bool] = False
+    why_white_box: ClassVar[str] = ""
 
     artifacts_: dict[str, torch.Tensor]
 
@@ -98,6 +102,10 @@ class Detector(ABC):
             )
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise InvalidInputError(f"seed must be a non-negative int; got {seed!r}")
+        if self.needs_white_box and not model.white_box:
+            raise WhiteBoxRequiredError(
+                f"{self.name} cannot scan a query-only model: {self.why_white_box}. Scan it with deep_inspect or "
+                "neural_cleanse (they estimate input gradients from queries), or give a TorchScript / safetensors file.")
         model.validate()
         dataset = _check_data(data, model)
         t0 = time.perf_counter()

@@ -164,6 +164,9 @@ class NeuronInspect(Detector):
 
     name: ClassVar[str] = "neuron_inspect"
     test: ClassVar[str] = "mad"
+    needs_white_box: ClassVar[bool] = True
+    why_white_box: ClassVar[str] = ("its saliency maps are gradients of the logits back-propagated through the "
+                                    "network's ReLUs (rectified), which a model known only by its scores does not give")
 
     def __init__(
         self,

@@ -66,6 +66,9 @@ class Classifier(nn.Module):
 
     mean: torch.Tensor
     std: torch.Tensor
+    #: Autograd reaches through the network (gradients, weights). A query-only model
+    #: (:class:`trojanscan.models.query.QueryClassifier`) answers scores only.
+    white_box: bool = True
 
     def __init__(
         self,
@@ -116,7 +119,10 @@ class Classifier(nn.Module):
         that returns probabilities gives their logarithm (module docstring).
         """
         self.queries += int(x.shape[0])
-        out = self.raw_output(x)
+        return self._as_logits(self.raw_output(x))
+
+    def _as_logits(self, out: torch.Tensor) -> torch.Tensor:
+        """The network's output as logits: ``log p`` of probabilities, anything else as it is (module docstring)."""
         if self.outputs == "probabilities":
             out = torch.log(out.clamp_min(PROB_FLOOR))
         return out

@@ -6,6 +6,10 @@ Formats (detected from the file's bytes, not its name):
   classes, normalisation, provenance). The same metadata is also embedded in the safetensors
   header, so a lone ``.safetensors`` file still loads.
 - TorchScript archives (``torch.jit.save``): run by the TorchScript interpreter, no Python pickle.
+- ONNX files (``.onnx``), run by onnxruntime on the CPU: **query-only** models
+  (:class:`~trojanscan.models.query.QueryClassifier`), known by their scores alone. ONNX is a protobuf of
+  operators and tensors with no code in it; the session is built from the file's bytes, so no external-data
+  path in the file is followed, and no custom-operator library is registered.
 - Python pickles (``torch.save`` of a module or state dict, legacy or zip form) are **refused**
   unless ``allow_unsafe_pickle=True``: unpickling runs arbitrary code, and a scanner loads
   untrusted files by definition.
@@ -13,14 +17,17 @@ Formats (detected from the file's bytes, not its name):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -30,6 +37,8 @@ from trojanscan._fileio import atomic_path, sha256_file, write_bytes_atomic, wri
 from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
 from trojanscan.models.architectures import build_architecture
 from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, resolve_device
+from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, QueryClassifier, check_query_settings
+from trojanscan.models.query import query_only as make_query_only
 from trojanscan.types import Shape3
 
 METADATA_FORMAT = "trojanscan.model/1"
@@ -42,7 +51,7 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Return ``"safetensors"``, ``"torchscript"``, ``"pickle"`` or raise ModelLoadError."""
+    """Return ``"safetensors"``, ``"torchscript"``, ``"onnx"``, ``"pickle"`` or raise ModelLoadError."""
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"model file {str(p)!r} does not exist; check the path.")
@@ -66,8 +75,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "safetensors"
     if head[0] == 0x80 or head[:1] in (b"(", b"]", b"}", b"c"):
         return "pickle"
+    if head[0] == 0x08 or p.suffix.lower() == ".onnx":  # an ONNX ModelProto opens with field 1, ir_version (tag 0x08)
+        return "onnx"
     raise ModelLoadError(
-        f"model file {str(p)!r} is not a format trojanscan reads (safetensors + JSON metadata, TorchScript)."
+        f"model file {str(p)!r} is not a format trojanscan reads (safetensors + JSON metadata, TorchScript, ONNX)."
     )
 
 
@@ -262,6 +273,10 @@ def load_model(
     device: str | torch.device | None = None,
     outputs: str = "auto",
     shape_candidates: Sequence[Sequence[int]] | None = None,
+    query_only: bool = False,
+    query_samples: int = DEFAULT_SAMPLES,
+    query_sigma: float = DEFAULT_SIGMA,
+    max_queries: int | None = None,
 ) -> Classifier:
     """Load a model file safely and wrap it as a validated :class:`Classifier` in eval mode.
 
@@ -276,13 +291,23 @@ def load_model(
     ``outputs``: what the network returns (``logits``, ``probabilities``, ``log_probabilities``; see
     :mod:`trojanscan.models.classifier`). ``"auto"`` (default) takes the metadata's ``outputs`` if it has one, else
     logits for our registered architectures and :func:`detect_outputs`'s probe for TorchScript and pickles.
+    An ONNX file is always query-only (a :class:`~trojanscan.models.query.QueryClassifier`); ``query_only=True``
+    makes any other file query-only too (:func:`~trojanscan.models.query.query_only`). ``query_samples``,
+    ``query_sigma`` and ``max_queries`` set the gradient estimator and the budget of a query-only model.
     """
     dev = resolve_device(device)
     if outputs != "auto" and outputs not in OUTPUT_KINDS:
         raise InvalidInputError(f"--outputs {outputs!r} is not one of auto, {', '.join(OUTPUT_KINDS)}")
+    check_query_settings(query_samples, query_sigma, max_queries)
     p = Path(path)
     fmt = detect_format(p)
-    if fmt == "safetensors":
+    if fmt == "onnx" and dev.type != "cpu":
+        raise InvalidInputError(f"--device {str(device)!r}: an ONNX model runs through onnxruntime on the CPU; "
+                                "drop --device (or give a TorchScript file to run the network on a GPU)")
+    if fmt == "onnx":
+        clf: Classifier = _load_onnx(p, input_shape=input_shape, num_classes=num_classes, mean=mean, std=std,
+                                     samples=query_samples, sigma=query_sigma, max_queries=max_queries)
+    elif fmt == "safetensors":
         meta = _read_metadata(p)
         shape = _shape(input_shape if input_shape is not None else meta["input_shape"], str(p))
         k = int(num_classes if num_classes is not None else meta["num_classes"])
@@ -380,7 +405,95 @@ def load_model(
     clf.outputs = str(kind)
     clf.metadata["outputs"] = clf.outputs
     clf.validate()
+    if query_only and clf.white_box:
+        clf = make_query_only(clf, samples=query_samples, sigma=query_sigma, max_queries=max_queries)
     return clf
+
+
+_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int | None, mean: Sequence[float] | None,
+               std: Sequence[float] | None, samples: int, sigma: float, max_queries: int | None) -> QueryClassifier:
+    """An ONNX image classifier as a query-only model (module docstring): one 4-D image input, (N, K) scores out."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a core dependency; only a broken install lacks it
+        raise ModelLoadError(f"{str(p)!r} is an ONNX file, which needs onnxruntime: pip install onnxruntime") from exc
+    side = sidecar_path(p)
+    meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+    raw = p.read_bytes()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())  # OMP_NUM_THREADS=1 holds for onnxruntime too
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(raw, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for corrupt or unsupported graphs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"ONNX file {str(p)!r} cannot be loaded by onnxruntime: {first[:300]}") from exc
+    inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    if len(inputs) != 1:
+        raise ModelLoadError(f"ONNX file {str(p)!r} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                             "trojanscan scans image classifiers with one (N, C, H, W) input")
+    inp = inputs[0]
+    dims = list(inp.shape)
+    if len(dims) != 4:
+        raise ModelLoadError(f"ONNX file {str(p)!r}: its input {inp.name!r} has shape {dims}; an image classifier "
+                             "takes (N, C, H, W)")
+    dtype = _ONNX_DTYPES.get(inp.type)
+    if dtype is None:
+        raise ModelLoadError(f"ONNX file {str(p)!r}: its input {inp.name!r} is {inp.type}; trojanscan feeds float images")
+    graph_chw = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
+    if input_shape is not None:
+        shape, source = _shape(input_shape, str(p)), "argument"
+        clash = [(g, a) for g, a in zip(graph_chw, shape, strict=True) if g is not None and g != a]
+        if clash:
+            raise InvalidInputError(f"--input-shape {_fmt_shape(shape)} disagrees with the ONNX graph of {str(p)!r}, "
+                                    f"whose input is {dims}; drop the flag or fix it")
+    elif meta.get("input_shape") is not None:
+        shape, source = _shape(meta["input_shape"], str(p)), "sidecar"
+    elif all(d is not None for d in graph_chw):
+        shape, source = (int(dims[1]), int(dims[2]), int(dims[3])), "graph"
+    else:
+        raise InvalidInputError(f"ONNX file {str(p)!r} leaves its input size open ({dims}); pass --input-shape C,H,W")
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+    in_name, out_name = inp.name, outputs[0].name
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        n = a.shape[0]
+        a = a.astype(dtype, copy=False)
+        if batch is None:
+            return np.asarray(sess.run([out_name], {in_name: a})[0])
+        pad = (-n) % batch  # a graph with a fixed batch size: whole batches, the last one padded with zeros
+        if pad:
+            a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), dtype=a.dtype)])
+        outs = [np.asarray(sess.run([out_name], {in_name: a[i : i + batch]})[0]) for i in range(0, a.shape[0], batch)]
+        return np.concatenate(outs)[:n]
+
+    out_dims = list(outputs[0].shape)
+    k_src = num_classes if num_classes is not None else meta.get("num_classes")
+    if k_src is None and len(out_dims) == 2 and isinstance(out_dims[1], int) and out_dims[1] > 0:
+        k_src = out_dims[1]
+    if k_src is None:
+        try:
+            probe = predict(np.full((1, *shape), 0.5, dtype=np.float32))
+        except Exception as exc:  # noqa: BLE001 - whatever the runtime raises, say which input failed
+            raise InvalidInputError(f"ONNX model {str(p)!r} failed on a (1, {', '.join(map(str, shape))}) probe: "
+                                    f"{type(exc).__name__}: {exc}. Check --input-shape.") from exc
+        if probe.ndim != 2:
+            raise InvalidInputError(f"ONNX model {str(p)!r} must return 2-D scores (N, K); got {probe.shape}")
+        k_src = int(probe.shape[1])
+    notes = {"onnx_outputs": [o.name for o in outputs]} if len(outputs) > 1 else {}
+    return QueryClassifier(
+        predict, shape, int(k_src),
+        mean=mean if mean is not None else meta.get("mean"),
+        std=std if std is not None else meta.get("std"),
+        class_names=meta.get("class_names"),
+        metadata={**meta, "path": str(p), "sha256": hashlib.sha256(raw).hexdigest(), "format": "onnx",
+                  "input_shape_source": source, "onnx_input": in_name, "onnx_batch": batch, **notes},
+        samples=samples, sigma=sigma, max_queries=max_queries, batch_size=2048 if batch is None else max(batch, 1),
+    )
 
 
 class _Normalized(nn.Module):
@@ -397,6 +510,38 @@ class _Normalized(nn.Module):
         return self.module((x - self.mean) / self.std)
 
 
+def _write_export_sidecar(model: Classifier, path: Path) -> None:
+    """The sidecar of an exported file (TorchScript, ONNX): shape, classes, names, output kind."""
+    meta = {"format": METADATA_FORMAT, "input_shape": list(model.input_shape),
+            "num_classes": model.num_classes, "class_names": model.class_names, "outputs": model.outputs}
+    write_text_atomic(sidecar_path(path), json.dumps(meta, indent=2) + "\n")
+
+
+def export_onnx(model: Classifier, path: str | os.PathLike[str], *, with_sidecar: bool = True,
+                batch_size: int | None = None) -> Path:
+    """Write ``model`` as an ONNX file taking [0, 1] input (normalisation folded in; TorchScript-based exporter).
+
+    The batch dimension is dynamic unless ``batch_size`` fixes it (as some exporters do). The sidecar, like
+    :func:`export_torchscript`'s, records shape, classes and output kind; an ONNX file loads without it.
+    """
+    if not model.white_box:
+        raise InvalidInputError("a query-only model has no network to export")
+    p = Path(path)
+    wrapped = _Normalized(model.module, model.mean, model.std).eval()
+    example = torch.full((batch_size or 1, *model.input_shape), 0.5, device=model.device)
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter needs no onnxscript
+        torch.onnx.export(wrapped, (example,), buf,  # type: ignore[arg-type]  # a file-like object is accepted
+                          dynamo=False, input_names=["input"], output_names=["scores"],
+                          dynamic_axes=None if batch_size else {"input": {0: "batch"}, "scores": {0: "batch"}},
+                          opset_version=17)
+    write_bytes_atomic(p, buf.getvalue())
+    if with_sidecar:
+        _write_export_sidecar(model, p)
+    return p
+
+
 def export_torchscript(model: Classifier, path: str | os.PathLike[str], *, with_sidecar: bool = True) -> Path:
     """Write ``model`` as a TorchScript archive taking [0, 1] input (normalisation folded in)."""
     p = Path(path)
@@ -410,7 +555,5 @@ def export_torchscript(model: Classifier, path: str | os.PathLike[str], *, with_
     torch.jit.save(scripted, buf)
     write_bytes_atomic(p, buf.getvalue())
     if with_sidecar:
-        meta = {"format": METADATA_FORMAT, "input_shape": list(model.input_shape),
-                "num_classes": model.num_classes, "class_names": model.class_names, "outputs": model.outputs}
-        write_text_atomic(sidecar_path(p), json.dumps(meta, indent=2) + "\n")
+        _write_export_sidecar(model, p)
     return p
