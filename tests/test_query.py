@@ -133,6 +133,32 @@ def test_onnx_loader_errors(trojaned_model, tmp_path: Path) -> None:  # type: ig
     assert load_model(open_hw, input_shape=(1, 20, 24)).input_shape == (1, 20, 24)
 
 
+class _ChannelsLast(nn.Module):
+    """A Keras-style graph: NHWC input, and a label output before the scores."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.net(x.permute(0, 3, 1, 2))
+        return z.argmax(1), z
+
+
+def test_channels_last_onnx_with_a_label_output(trojaned_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    m = trojaned_model.model
+    path = tmp_path / "nhwc.onnx"
+    torch.onnx.export(_ChannelsLast(m.module).eval(), (torch.rand(1, 28, 28, 1),), str(path), dynamo=False,
+                      input_names=["x"], output_names=["label", "scores"],
+                      dynamic_axes={"x": {0: "b"}, "label": {0: "b"}, "scores": {0: "b"}})
+    q = load_model(path)
+    assert q.input_shape == (1, 28, 28) and q.num_classes == 10
+    assert q.metadata["onnx_layout"] == "NHWC" and q.metadata["onnx_scores"] == "scores"
+    x = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(q(x), m.module(x), atol=1e-4)
+
+
 def test_softmax_onnx_is_read_as_probabilities(trojaned_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     m = trojaned_model.model
     net = nn.Sequential(m.module, nn.Softmax(dim=1)).eval()
@@ -172,6 +198,7 @@ def test_query_only_scan_counts_every_query(trojaned_model) -> None:  # type: ig
     # model inversion: 10 steps x 50 images, each a gradient estimate (1 + 2 x 3 queries per image)
     assert rep.model_queries >= 10 * 50 * 7 + 20 * 64 * 7
     assert rep.data.source == "model_inversion"
+    assert any("query-only model (scores only)" in n and "3 direction pairs" in n for n in rep.notes)
 
 
 def _write_onnx(model: Classifier, tmp_path: Path) -> Path:

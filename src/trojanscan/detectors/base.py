@@ -195,6 +195,11 @@ def _output_notes(model: Classifier) -> list[str]:
                      "that the network accepts (pass --input-shape if it is wrong)")
     if model.metadata.get("cast_from_dtype"):
         notes.append(f"the model's {model.metadata['cast_from_dtype']} weights were cast to float32 for the scan")
+    if not model.white_box:
+        q = model.metadata.get("query") or {}
+        what = "an ONNX file" if model.metadata.get("format") == "onnx" else "scores only"
+        notes.append(f"query-only model ({what}): input gradients estimated from queries (NES, "
+                     f"{q.get('samples')} direction pairs, sigma {q.get('sigma')}; trojanscan.models.query)")
     return notes
 
 

@@ -444,7 +444,10 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
     dtype = _ONNX_DTYPES.get(inp.type)
     if dtype is None:
         raise ModelLoadError(f"ONNX file {str(p)!r}: its input {inp.name!r} is {inp.type}; trojanscan feeds float images")
-    graph_chw = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
+    known = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
+    # channels last (a TensorFlow / Keras export: N, H, W, C): 1 or 3 channels at the end and not at the front
+    nhwc = known[2] in (1, 3) and known[0] not in (1, 3)
+    graph_chw = [known[2], known[0], known[1]] if nhwc else known
     if input_shape is not None:
         shape, source = _shape(input_shape, str(p)), "argument"
         clash = [(g, a) for g, a in zip(graph_chw, shape, strict=True) if g is not None and g != a]
@@ -454,15 +457,23 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
     elif meta.get("input_shape") is not None:
         shape, source = _shape(meta["input_shape"], str(p)), "sidecar"
     elif all(d is not None for d in graph_chw):
-        shape, source = (int(dims[1]), int(dims[2]), int(dims[3])), "graph"
+        shape, source = (int(graph_chw[0] or 0), int(graph_chw[1] or 0), int(graph_chw[2] or 0)), "graph"
     else:
         raise InvalidInputError(f"ONNX file {str(p)!r} leaves its input size open ({dims}); pass --input-shape C,H,W")
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
-    in_name, out_name = inp.name, outputs[0].name
+    # the scores: the first floating-point output of rank 2 (a converted scikit-learn or Keras graph may put a label
+    # output or a probability map first)
+    scores = [o for o in outputs if o.type in _ONNX_DTYPES and len(o.shape) == 2]
+    if not scores:
+        raise ModelLoadError(f"ONNX file {str(p)!r} has no 2-D floating-point output (N, num_classes) among "
+                             f"{[(o.name, o.type, o.shape) for o in outputs]}")
+    in_name, out_name = inp.name, scores[0].name
 
     def predict(a: np.ndarray) -> np.ndarray:
         n = a.shape[0]
         a = a.astype(dtype, copy=False)
+        if nhwc:
+            a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
         if batch is None:
             return np.asarray(sess.run([out_name], {in_name: a})[0])
         pad = (-n) % batch  # a graph with a fixed batch size: whole batches, the last one padded with zeros
@@ -471,7 +482,7 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
         outs = [np.asarray(sess.run([out_name], {in_name: a[i : i + batch]})[0]) for i in range(0, a.shape[0], batch)]
         return np.concatenate(outs)[:n]
 
-    out_dims = list(outputs[0].shape)
+    out_dims = list(scores[0].shape)
     k_src = num_classes if num_classes is not None else meta.get("num_classes")
     if k_src is None and len(out_dims) == 2 and isinstance(out_dims[1], int) and out_dims[1] > 0:
         k_src = out_dims[1]
@@ -484,7 +495,9 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
         if probe.ndim != 2:
             raise InvalidInputError(f"ONNX model {str(p)!r} must return 2-D scores (N, K); got {probe.shape}")
         k_src = int(probe.shape[1])
-    notes = {"onnx_outputs": [o.name for o in outputs]} if len(outputs) > 1 else {}
+    notes: dict[str, Any] = {"onnx_outputs": [o.name for o in outputs], "onnx_scores": out_name} if len(outputs) > 1 else {}
+    if nhwc:
+        notes["onnx_layout"] = "NHWC"
     return QueryClassifier(
         predict, shape, int(k_src),
         mean=mean if mean is not None else meta.get("mean"),
