@@ -201,6 +201,27 @@ def test_query_only_scan_counts_every_query(trojaned_model) -> None:  # type: ig
     assert any("query-only model (scores only)" in n and "3 direction pairs" in n for n in rep.notes)
 
 
+@pytest.mark.parametrize("white_box", [False, True])
+@pytest.mark.parametrize("with_data", [False, True])
+def test_deep_inspect_plans_its_queries_exactly(with_data: bool, white_box: bool, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    q = trojaned_model.model if white_box else query_only(trojaned_model.model, samples=2)
+    data = digits[1].subset(torch.arange(30), "c") if with_data else None
+    det = get_detector("deep_inspect", **{**FAST_DI, "n_repeats": 2})
+    planned = det.planned_queries(q, data)
+    rep = det.scan(q, data, seed=0, progress=False)
+    assert planned == rep.model_queries
+
+
+def test_budget_too_small_is_refused_before_any_query(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    q = query_only(trojaned_model.model, samples=2, max_queries=5_000)
+    det = get_detector("deep_inspect", **FAST_DI)
+    need = det.planned_queries(q, None)
+    assert need is not None and need > 5_000
+    with pytest.raises(QueryBudgetError, match=f"needs {need:,} model queries"):
+        det.scan(q, None, progress=False)
+    assert q.queries == 2  # only validate()'s two-image probe reached the model
+
+
 def _write_onnx(model: Classifier, tmp_path: Path) -> Path:
     return export_onnx(model, tmp_path / "m.onnx")
 
@@ -258,3 +279,10 @@ def test_load_model_query_only_wraps_any_file(trojaned_model, tmp_path: Path) ->
     assert ts.metadata["white_box_format"] == "torchscript" and ts.metadata["access"] == "query-only"
     with pytest.raises(InvalidInputError, match="already query-only"):
         query_only(ts)
+
+
+def test_all_methods_share_one_budget(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    q = query_only(trojaned_model.model, samples=2, max_queries=3_000)
+    with pytest.raises(QueryBudgetError, match="deep_inspect needs .* at least"):
+        scan_model(q, None, method="all", progress=False, params={"deep_inspect": FAST_DI, "neural_cleanse": FAST_NC})
+    assert q.queries == 0

@@ -16,7 +16,7 @@ import torch
 from trojanscan.calibration import LogisticCalibration, load_calibration, pooled_probability
 from trojanscan.data.base import Dataset
 from trojanscan.detectors.base import get_detector, list_detectors
-from trojanscan.errors import InvalidInputError
+from trojanscan.errors import InvalidInputError, QueryBudgetError
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ClassResult, ScanReport
 
@@ -96,6 +96,7 @@ def scan_model(
     reports: dict[str, ScanReport] = {}
     artifacts: dict[str, dict[str, torch.Tensor]] = {}
     t0 = time.perf_counter()
+    dets = {}
     for name in methods:
         hp: dict[str, Any] = dict((params or {}).get(name, {}))
         if cutoff is not None:
@@ -104,7 +105,9 @@ def scan_model(
             hp["alpha"] = alpha
         if familywise:
             hp["familywise"] = True
-        det = get_detector(name, **hp)
+        dets[name] = get_detector(name, **hp)
+    _check_joint_budget(model, data, dets)
+    for name, det in dets.items():
         rep = det.scan(model, data, seed=seed, progress=progress,
                        artifact_dir=Path(artifact_dir) if artifact_dir is not None else None)
         reports[name] = recalibrate(rep, curves)
@@ -115,6 +118,21 @@ def scan_model(
     notes = [f"{m} was not run: {get_detector(m).why_white_box}; the model is query-only" for m in skipped]
     combined = recalibrate(replace(combined, runtime_s=time.perf_counter() - t0, notes=combined.notes + notes), curves)
     return ScanOutcome(combined, artifacts)
+
+
+def _check_joint_budget(model: Classifier, data: Dataset | None, dets: dict[str, Any]) -> None:
+    """Several methods on one query-only model share its budget: refuse before the first scan if the ones that know
+    their cost already need more than is left (each detector checks its own share again when it starts)."""
+    budget = getattr(model, "max_queries", None)
+    if model.white_box or budget is None or len(dets) < 2:
+        return
+    known = {n: q for n, d in dets.items() if (q := d.planned_queries(model, data)) is not None}
+    need = sum(known.values())
+    if model.queries + need > budget:
+        raise QueryBudgetError(
+            f"{' + '.join(known)} need{'s' if len(known) == 1 else ''} {need:,} model queries at least, but the query "
+            f"budget (max_queries={budget:,}) has {max(budget - model.queries, 0):,} left; raise --max-queries, lower "
+            "--query-samples, or scan with one --method")
 
 
 def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] | None = None) -> ScanReport:

@@ -23,7 +23,7 @@ import torch
 from trojanscan import stats
 from trojanscan._fileio import atomic_path
 from trojanscan.data.base import Dataset, validate_images
-from trojanscan.errors import InvalidInputError, WhiteBoxRequiredError
+from trojanscan.errors import InvalidInputError, QueryBudgetError, WhiteBoxRequiredError
 from trojanscan.models.classifier import Classifier, preserved_state
 from trojanscan.report.scan_report import ClassResult, DataInfo, ModelInfo, ScanReport
 
@@ -108,6 +108,7 @@ class Detector(ABC):
                 "neural_cleanse (they estimate input gradients from queries), or give a TorchScript / safetensors file.")
         model.validate()
         dataset = _check_data(data, model)
+        _check_budget(self, model, dataset)
         t0 = time.perf_counter()
         q0 = model.queries
         with preserved_state(model), torch.random.fork_rng(devices=[]):
@@ -158,6 +159,15 @@ class Detector(ABC):
             notes=_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes),
         )
 
+    def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
+        """The model queries a scan of ``model`` with ``data`` will make, where the method knows it up front.
+
+        Counted as a query-only model counts them (every image sent, gradient probes included), from the
+        hyperparameters alone. ``None`` (the default) when the count depends on the run (early stopping).
+        A query-only model with a budget is refused before any query when this number exceeds what is left.
+        """
+        return None
+
     def effective_cutoff(self, num_classes: int | None = None) -> float:
         """The per-label cutoff: ``cutoff`` or the one ``alpha`` gives; Sidak-corrected for ``num_classes`` if ``familywise``."""
         return stats.resolve_cutoff(getattr(self, "cutoff", 2.0), getattr(self, "alpha", None),
@@ -174,6 +184,19 @@ class Detector(ABC):
     @abstractmethod
     def _run(self, model: Classifier, data: Dataset | None, *, seed: int, progress: bool) -> DetectorOutput:
         """Compute one statistic per class. The model is frozen, in eval mode, and restored afterwards."""
+
+
+def _check_budget(det: Detector, model: Classifier, data: Dataset | None) -> None:
+    """A query-only model's budget would not cover the scan: say so before the first query (not after hours)."""
+    budget = getattr(model, "max_queries", None)
+    if model.white_box or budget is None:
+        return
+    need = det.planned_queries(model, data)
+    if need is not None and model.queries + need > budget:
+        raise QueryBudgetError(
+            f"{det.name} needs {need:,} model queries for this scan, but the query budget (max_queries={budget:,}) has "
+            f"{max(budget - model.queries, 0):,} left; raise --max-queries, or lower --query-samples or the method's "
+            "steps.")
 
 
 def _output_notes(model: Classifier) -> list[str]:

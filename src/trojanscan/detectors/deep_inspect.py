@@ -181,6 +181,24 @@ class DeepInspect(Detector):
         _check(self.use_autoencoder is None or isinstance(self.use_autoencoder, bool), "use_autoencoder",
                "None (automatic), True or False", self.use_autoencoder)
 
+    def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
+        """Exactly the queries :meth:`_run` makes (each input-gradient step costs ``per_image`` queries per image).
+
+        Inversion: ``inversion_steps`` gradient steps on ``K * n_per_class`` images, then one pass for their
+        confidence; one pass to label the substitutes; per generator: ``steps`` gradient steps on ``batch_size``
+        images, then ``n_attack`` stamped images per class for the attack success.
+        """
+        per_image = model.queries_per_gradient(1)
+        k = model.num_classes
+        if data is None:
+            n = k * self.n_per_class
+            substitutes = self.inversion_steps * n * per_image + n
+        else:
+            n = min(len(data), MAX_CLEAN_IMAGES)
+            substitutes = 0
+        per_generator = self.steps * self.batch_size * per_image + k * self.n_attack
+        return int(substitutes + n + self.n_repeats * per_generator)
+
     def _run(self, model: Classifier, data: Dataset | None, *, seed: int, progress: bool) -> DetectorOutput:
         """Steps (i)–(iii) of §3.3; returns the per-class perturbation level of G's triggers."""
         notes: list[str] = []

@@ -158,6 +158,10 @@ class Classifier(nn.Module):
             (grad,) = torch.autograd.grad(loss, xi)
         return loss.detach(), grad
 
+    def queries_per_gradient(self, n_images: int) -> int:
+        """Queries one :meth:`loss_and_input_grad` call on ``n_images`` images counts: one forward pass each here."""
+        return int(n_images)
+
     def validate(self) -> None:
         """One probe forward pass: output 2-D, ``num_classes`` wide and finite, else InvalidInputError."""
         probe = torch.rand(2, *self.input_shape, generator=torch.Generator().manual_seed(0))
