@@ -283,6 +283,6 @@ def test_load_model_query_only_wraps_any_file(trojaned_model, tmp_path: Path) ->
 
 def test_all_methods_share_one_budget(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
     q = query_only(trojaned_model.model, samples=2, max_queries=3_000)
-    with pytest.raises(QueryBudgetError, match="deep_inspect needs .* at least"):
+    with pytest.raises(QueryBudgetError, match="deep_inspect need at least .* model queries"):
         scan_model(q, None, method="all", progress=False, params={"deep_inspect": FAST_DI, "neural_cleanse": FAST_NC})
     assert q.queries == 0

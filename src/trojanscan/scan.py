@@ -15,8 +15,8 @@ import torch
 
 from trojanscan.calibration import LogisticCalibration, load_calibration, pooled_probability
 from trojanscan.data.base import Dataset
-from trojanscan.detectors.base import get_detector, list_detectors
-from trojanscan.errors import InvalidInputError, QueryBudgetError
+from trojanscan.detectors.base import check_query_budget, detector_class, get_detector, list_detectors
+from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ClassResult, ScanReport
 
@@ -91,7 +91,7 @@ def scan_model(
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
     skipped: list[str] = []
     if method == "all" and not model.white_box:  # a query-only model: only the methods that need scores alone
-        skipped = [m for m in methods if get_detector(m).needs_white_box]
+        skipped = [m for m in methods if detector_class(m).needs_white_box]
         methods = [m for m in methods if m not in skipped]
     reports: dict[str, ScanReport] = {}
     artifacts: dict[str, dict[str, torch.Tensor]] = {}
@@ -115,7 +115,7 @@ def scan_model(
     if method != "all":
         return ScanOutcome(reports[method], artifacts)
     combined = combine(reports)
-    notes = [f"{m} was not run: {get_detector(m).why_white_box}; the model is query-only" for m in skipped]
+    notes = [f"{m} was not run: {detector_class(m).why_white_box}; the model is query-only" for m in skipped]
     combined = recalibrate(replace(combined, runtime_s=time.perf_counter() - t0, notes=combined.notes + notes), curves)
     return ScanOutcome(combined, artifacts)
 
@@ -123,16 +123,9 @@ def scan_model(
 def _check_joint_budget(model: Classifier, data: Dataset | None, dets: dict[str, Any]) -> None:
     """Several methods on one query-only model share its budget: refuse before the first scan if the ones that know
     their cost already need more than is left (each detector checks its own share again when it starts)."""
-    budget = getattr(model, "max_queries", None)
-    if model.white_box or budget is None or len(dets) < 2:
-        return
     known = {n: q for n, d in dets.items() if (q := d.planned_queries(model, data)) is not None}
-    need = sum(known.values())
-    if model.queries + need > budget:
-        raise QueryBudgetError(
-            f"{' + '.join(known)} need{'s' if len(known) == 1 else ''} {need:,} model queries at least, but the query "
-            f"budget (max_queries={budget:,}) has {max(budget - model.queries, 0):,} left; raise --max-queries, lower "
-            "--query-samples, or scan with one --method")
+    if len(dets) > 1 and known:
+        check_query_budget(model, sum(known.values()), f"{' + '.join(known)} need at least")
 
 
 def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] | None = None) -> ScanReport:

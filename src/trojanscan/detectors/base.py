@@ -187,16 +187,19 @@ class Detector(ABC):
 
 
 def _check_budget(det: Detector, model: Classifier, data: Dataset | None) -> None:
-    """A query-only model's budget would not cover the scan: say so before the first query (not after hours)."""
-    budget = getattr(model, "max_queries", None)
-    if model.white_box or budget is None:
-        return
     need = det.planned_queries(model, data)
-    if need is not None and model.queries + need > budget:
-        raise QueryBudgetError(
-            f"{det.name} needs {need:,} model queries for this scan, but the query budget (max_queries={budget:,}) has "
-            f"{max(budget - model.queries, 0):,} left; raise --max-queries, or lower --query-samples or the method's "
-            "steps.")
+    if need is not None:
+        check_query_budget(model, need, f"{det.name} needs")
+
+
+def check_query_budget(model: Classifier, need: int, who: str) -> None:
+    """A query-only model's budget would not cover ``need`` more queries: say so before the first one (not hours in)."""
+    budget = getattr(model, "max_queries", None)
+    if model.white_box or budget is None or model.queries + need <= budget:
+        return
+    raise QueryBudgetError(
+        f"{who} {need:,} model queries, but the query budget (max_queries={budget:,}) has "
+        f"{max(budget - model.queries, 0):,} left; raise --max-queries, or lower --query-samples or the method's steps")
 
 
 def _output_notes(model: Classifier) -> list[str]:
