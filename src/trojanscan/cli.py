@@ -79,7 +79,7 @@ def scan(
         help="Use only the model's scores (as a prediction endpoint gives): input gradients are estimated from "
              "queries; NeuronInspect is skipped. Always so for an ONNX file")] = False,
     query_samples: Annotated[int, typer.Option(
-        help="Query-only: direction pairs per gradient estimate (each costs 2 queries per image)")] = 50,
+        help="Query-only: direction pairs per gradient estimate (each costs 2 queries per image)")] = 20,
     query_sigma: Annotated[float, typer.Option(help="Query-only: smoothing radius of the estimate, in pixel units")] = 0.01,
     max_queries: Annotated[int | None, typer.Option(
         help="Query-only: stop with exit 2 (nothing written) before the model gets more than this many images")] = None,

@@ -46,8 +46,10 @@ from trojanscan.types import ImageBatch, Shape3
 #: ``f(images) -> scores``: float32 ``(N, C, H, W)`` (already normalised by the wrapper) to ``(N, K)`` scores.
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
-DEFAULT_SAMPLES = 50
+DEFAULT_SAMPLES = 20
 DEFAULT_SIGMA = 0.01
+#: At most this many probe values (images x pixels) are held at once by one gradient estimate (128 MiB of float32).
+PROBE_VALUES = 1 << 25
 
 
 class _BlackBox(nn.Module):
@@ -155,7 +157,8 @@ class QueryClassifier(Classifier):
             (gz,) = torch.autograd.grad(loss, zr)
         grad = torch.zeros_like(x)
         n, q = int(x.shape[0]), self.samples
-        per = max(1, self.batch_size // (2 * q))
+        # images per chunk: about batch_size probes, and at most PROBE_VALUES probe values in memory at once
+        per = max(1, min(self.batch_size // (2 * q), PROBE_VALUES // (2 * q * max(1, x[0].numel()))))
         for lo in range(0, n, per):
             xb = x[lo : lo + per]
             m = int(xb.shape[0])
