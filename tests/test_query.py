@@ -286,3 +286,14 @@ def test_all_methods_share_one_budget(trojaned_model, digits) -> None:  # type: 
     with pytest.raises(QueryBudgetError, match="deep_inspect need at least .* model queries"):
         scan_model(q, None, method="all", progress=False, params={"deep_inspect": FAST_DI, "neural_cleanse": FAST_NC})
     assert q.queries == 0
+
+
+def test_patching_refuses_a_query_only_model_before_scanning(trojaned_model) -> None:  # type: ignore[no-untyped-def]
+    from trojanscan.mitigation.defenses import patch_deep_inspect, patch_neural_cleanse
+
+    q = query_only(trojaned_model.model)
+    with pytest.raises(WhiteBoxRequiredError, match="weights"):
+        patch_deep_inspect(q, progress=False)
+    with pytest.raises(WhiteBoxRequiredError, match="weights"):
+        patch_neural_cleanse(q, None, progress=False)
+    assert q.queries == 0

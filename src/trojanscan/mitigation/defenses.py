@@ -16,7 +16,7 @@ import torch
 
 from trojanscan.data.base import Dataset
 from trojanscan.detectors import get_detector
-from trojanscan.errors import InvalidInputError
+from trojanscan.errors import InvalidInputError, WhiteBoxRequiredError
 from trojanscan.generator import TriggerGenerator
 from trojanscan.inversion import invert
 from trojanscan.mitigation.patching import (
@@ -56,6 +56,14 @@ class PatchOutcome:
             "metrics": self.metrics,
             "patch_seconds": self.patch.seconds,
         }
+
+
+def _require_weights(model: Classifier) -> None:
+    """Patching fine-tunes the weights: refuse a query-only model before any scan (not after minutes of one)."""
+    if not model.white_box:
+        raise WhiteBoxRequiredError(
+            "patching fine-tunes the model's weights, and a query-only model (scores only) has none to change; "
+            "patch the TorchScript or safetensors original")
 
 
 def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | None) -> dict[str, float]:
@@ -100,6 +108,7 @@ def patch_deep_inspect(
 
     ``distill``: the clean-accuracy terms of :func:`finetune_with_triggers` at their defaults (False: the
     paper's plain fine-tuning)."""
+    _require_weights(model)
     det = get_detector("deep_inspect", **(params or {}))
     before = det.scan(model, None, seed=seed, progress=progress)
     if not before.suspects:
@@ -124,6 +133,7 @@ def patch_neural_cleanse(
     """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers.
 
     ``distill`` as in :func:`patch_deep_inspect` (False: Neural Cleanse's plain unlearning)."""
+    _require_weights(model)
     det = get_detector("neural_cleanse", **(params or {}))
     before = det.scan(model, data, seed=seed, progress=progress)
     if not before.suspects:
