@@ -18,6 +18,8 @@
     .venv/bin/python scripts/measure_extras.py large-input  # DeepInspect's stages per step on 3x32..3x128 inputs
     .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
                                                             # (--outputs logits, the old behaviour) vs detected (auto)
+    .venv/bin/python scripts/measure_extras.py nes-cosine   # query-only gradient estimates vs the true input gradient
+                                                            # on mnist_badnets4_t5, q = 5..200 direction pairs
 
 Models come from runs/bench/models (scripts/make_models.py), data from ../shared/data. One torch thread.
 """
@@ -389,13 +391,36 @@ def large_input() -> None:
               flush=True)
 
 
+def nes_cosine() -> None:
+    from trojanscan.models import query_only
+
+    m = _model("mnist_badnets4_t5")
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(te), generator=g)[:64]
+    x, t = te.x[idx], torch.randint(10, (64,), generator=g)
+
+    def loss(z: torch.Tensor) -> torch.Tensor:  # DeepInspect's L_trigger (Eq. 3) towards random targets
+        return -torch.log_softmax(z, 1).gather(1, t[:, None]).sum()
+
+    _, true = m.loss_and_input_grad(x, loss)
+    d = x[0].numel()
+    for q in (5, 10, 20, 50, 100, 200):
+        torch.manual_seed(0)
+        _, est = query_only(m, samples=q).loss_and_input_grad(x, loss)
+        cos = torch.nn.functional.cosine_similarity(est.flatten(1), true.flatten(1))
+        ratio = est.flatten(1).norm(dim=1) / true.flatten(1).norm(dim=1)
+        print(f"q={q:3d}: cosine mean {float(cos.mean()):.3f} (min {float(cos.min()):.3f}), sqrt(q/D) "
+              f"{(q / d) ** 0.5:.3f}, norm ratio {float(ratio.median()):.2f}; {1 + 2 * q} queries per image", flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
-            "softmax-head": softmax_head, "large-input": large_input}
+            "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine}
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] != "inversion-noise"):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
