@@ -161,3 +161,21 @@ def test_port_settings_are_valid_detector_settings() -> None:
         d = get_detector(det, **params)
         d._check_params()  # the scan would reject them first
         assert all(d.get_params()[k] == v for k, v in params.items())
+
+
+def test_query_only_rows_scan_a_cached_onnx_twin(tmp_path: Path) -> None:
+    """``_scan_row(query=...)``: the model's ONNX export, scanned query-only, cached apart from the white-box scan and
+    reused on a re-run (the export gives the same bytes)."""
+    out = tmp_path / "bench"
+    ctx = Context(tmp_path, out, progress=False)
+    fast = {"epochs": 2, "steps_per_epoch": 2, "patience": 1, "early_stop_patience": 1}
+    name, recipe = "syn_badnets_t5", RECIPES["syn_badnets_t5"]
+    wb = _scan_row(ctx, name, recipe, "neural_cleanse", data_free=False, params=fast)
+    qo = _scan_row(ctx, name, recipe, "neural_cleanse", data_free=False, params=fast, query={"query_samples": 2})
+    assert (out / "onnx" / f"{name}.onnx").is_file()
+    scans = sorted((out / "scans").iterdir())
+    assert len(scans) == 2
+    assert qo["queries"] > 2 * wb["queries"]  # every gradient step costs 1 + 2q queries per image instead of 1
+    stamps = {p: p.stat().st_mtime_ns for p in scans}
+    again = _scan_row(ctx, name, recipe, "neural_cleanse", data_free=False, params=fast, query={"query_samples": 2})
+    assert again == qo and {p: p.stat().st_mtime_ns for p in scans} == stamps

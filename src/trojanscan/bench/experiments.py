@@ -377,22 +377,26 @@ QUERY_SAMPLES = (20,)
 @experiment("query_only")
 def query_only(ctx: Context) -> None:
     """DeepInspect as the paper's threat model has it (§3.2: scores only): each model's ONNX file, input gradients
-    estimated from queries, beside the white-box scan of the same model; no data in either."""
+    estimated from queries, beside the white-box scan of the same model; no data in either. Neural Cleanse (with the
+    clean images) both ways too, the same seam serving it."""
     models = {"mnist_badnets4_t5": TrainRecipe("mnist", attack=attack("5")),
               "mnist_badnets2_t5": TrainRecipe("mnist", attack=attack("5", 2)),
               "mnist_clean_s0": TrainRecipe("mnist", seed=0), "mnist_clean_s1": TrainRecipe("mnist", seed=1)}
     rows: list[Row] = []
     for name, recipe in models.items():
-        wb = _scan_row(ctx, name, recipe, "deep_inspect", data_free=True)
-        row: Row = {"model": name, "truth": wb["truth"], "white-box DF": wb["index"], "white-box suspects": wb["suspects"],
-                    "white-box s": wb["scan_s"], "white-box queries": wb["queries"]}
-        for q in QUERY_SAMPLES:
-            r = _scan_row(ctx, name, recipe, "deep_inspect", data_free=True, query={"query_samples": q})
-            row |= {f"q={q} DF": r["index"], f"q={q} suspects": r["suspects"], f"q={q} correct": r["correct"],
-                    f"q={q} s": r["scan_s"], f"q={q} queries": r["queries"]}
+        row: Row = {"model": name}
+        for det, short, data_free in (("deep_inspect", "DI", True), ("neural_cleanse", "NC", False)):
+            for q in (None, *QUERY_SAMPLES):
+                r = _scan_row(ctx, name, recipe, det, data_free=data_free,
+                              query=None if q is None else {"query_samples": q})
+                label = f"{short} white-box" if q is None else f"{short} q={q}"
+                row["truth"] = r["truth"]
+                row |= {f"{label}": r["index"], f"{label} suspects": r["suspects"], f"{label} s": r["scan_s"],
+                        f"{label} queries": r["queries"]}
         rows.append(row)
-    write_table(ctx, "query_only", rows, title="DeepInspect with scores only (ONNX, NES gradients) vs white-box (MNIST)",
-                notes="Both columns: DeepInspect's defaults, no data (model inversion). Query-only: the model's ONNX "
-                      "export run by onnxruntime; every input gradient estimated from 2q queries per image "
-                      "(antithetic Gaussian directions, sigma 0.01; trojanscan.models.query).",
+    write_table(ctx, "query_only", rows, title="Scores only (ONNX, NES input gradients) vs white-box, same models (MNIST)",
+                notes="DeepInspect (DI): its defaults, no data (model inversion). Neural Cleanse (NC): its defaults, the "
+                      "bench's 500 clean test images. Query-only: the model's ONNX export run by onnxruntime, every "
+                      "input gradient estimated from 2q queries per image (antithetic Gaussian directions, sigma 0.01; "
+                      "trojanscan.models.query). Index: DI's deviation factor, NC's anomaly index.",
                 command="trojanscan bench query_only --data-dir ../shared/data --out runs/bench")
