@@ -412,6 +412,22 @@ def nes_cosine() -> None:
         ratio = est.flatten(1).norm(dim=1) / true.flatten(1).norm(dim=1)
         print(f"q={q:3d}: cosine mean {float(cos.mean()):.3f} (min {float(cos.min()):.3f}), sqrt(q/D) "
               f"{(q / d) ** 0.5:.3f}, norm ratio {float(ratio.median()):.2f}; {1 + 2 * q} queries per image", flush=True)
+    # what one query costs: the network's forward pass through torch and through its ONNX export (onnxruntime)
+    import tempfile
+    import time
+
+    from trojanscan.models import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx = load_model(export_onnx(m, f"{tmp}/m.onnx"))
+        batch = torch.rand(2048, *m.input_shape, generator=g)
+        for label, net in (("torch", m), ("onnxruntime", onnx)):
+            with torch.no_grad():
+                net(batch)  # warm-up
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    net(batch)
+            print(f"{label}: {5 * 2048 / (time.perf_counter() - t0):.0f} images per second (one thread)", flush=True)
 
 
 if __name__ == "__main__":
