@@ -244,7 +244,7 @@ def test_cli_onnx_bad_uses_exit_2_and_write_nothing(trojaned_model, tmp_path: Pa
     code, out = _cli(["scan", str(path), "--query-samples", "0", "--json", str(tmp_path / "r.json")], capsys)
     assert code == 2 and "query-samples" in out
     code, out = _cli(["patch", str(path), "--out", str(tmp_path / "p.pt")], capsys)
-    assert code == 2 and "query-only" in out
+    assert code == 2 and "query-only" in out and "weights" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]  # no report, no report_files, no patch
 
 
@@ -297,3 +297,22 @@ def test_patching_refuses_a_query_only_model_before_scanning(trojaned_model) -> 
     with pytest.raises(WhiteBoxRequiredError, match="weights"):
         patch_neural_cleanse(q, None, progress=False)
     assert q.queries == 0
+
+
+def test_cli_budget_spent_mid_scan_leaves_no_partial_files(trojaned_model, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeepInspect fits the budget and writes its artifacts; Neural Cleanse (no plan: early stopping) runs out part-way.
+    The scan stops with exit 2, and neither the reports nor the artifacts folder DeepInspect filled are left behind."""
+    import trojanscan.scan as scan_mod
+
+    real = scan_mod.get_detector
+    fast = {"deep_inspect": FAST_DI, "neural_cleanse": FAST_NC}
+    monkeypatch.setattr(scan_mod, "get_detector", lambda name, **hp: real(name, **{**fast.get(name, {}), **hp}))
+    path = _write_onnx(trojaned_model.model, tmp_path)
+    q = load_model(path, query_samples=2)
+    budget = q.queries + 2 + real("deep_inspect", **FAST_DI).planned_queries(q, None) + 100
+    code, out = _cli(["scan", str(path), "--query-samples", "2", "--max-queries", str(budget), "--json",
+                      str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"), "--no-progress"], capsys)
+    assert code == 2 and "query budget" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]

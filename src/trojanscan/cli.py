@@ -305,7 +305,7 @@ def patch(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Patch a trojaned model: fine-tune on triggered inputs with their correct labels; print before/after."""
-    from trojanscan.mitigation.defenses import patch_deep_inspect, patch_neural_cleanse
+    from trojanscan.mitigation.defenses import patch_deep_inspect, patch_neural_cleanse, require_weights
     from trojanscan.models import export_torchscript, load_model, save_model
     from trojanscan.report.scan_report import ScanReport
 
@@ -334,11 +334,7 @@ def patch(
         clean = load_clean_data(data)
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
                      device=device, shape_candidates=None if clean is None else [clean.input_shape])
-    if not clf.white_box:
-        raise InvalidInputError(
-            f"{str(model)!r} is a query-only ({clf.metadata.get('format', 'model')}) model: patching fine-tunes the "
-            "weights, which a model known only by its scores does not expose; patch the TorchScript or safetensors "
-            "original")
+    require_weights(clf)  # before the output-format check: a query-only file has no architecture either
     if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
         raise InvalidInputError(
             f"{str(model)!r} is a {clf.metadata.get('format', 'model')} file without a registered architecture, so the "

@@ -58,7 +58,7 @@ class PatchOutcome:
         }
 
 
-def _require_weights(model: Classifier) -> None:
+def require_weights(model: Classifier) -> None:
     """Patching fine-tunes the weights: refuse a query-only model before any scan (not after minutes of one)."""
     if not model.white_box:
         raise WhiteBoxRequiredError(
@@ -108,7 +108,7 @@ def patch_deep_inspect(
 
     ``distill``: the clean-accuracy terms of :func:`finetune_with_triggers` at their defaults (False: the
     paper's plain fine-tuning)."""
-    _require_weights(model)
+    require_weights(model)
     det = get_detector("deep_inspect", **(params or {}))
     before = det.scan(model, None, seed=seed, progress=progress)
     if not before.suspects:
@@ -133,7 +133,7 @@ def patch_neural_cleanse(
     """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers.
 
     ``distill`` as in :func:`patch_deep_inspect` (False: Neural Cleanse's plain unlearning)."""
-    _require_weights(model)
+    require_weights(model)
     det = get_detector("neural_cleanse", **(params or {}))
     before = det.scan(model, data, seed=seed, progress=progress)
     if not before.suspects:
