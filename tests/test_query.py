@@ -267,6 +267,7 @@ def test_cli_scans_an_onnx_file(trojaned_model, tmp_path: Path, capsys: pytest.C
     assert rep["method"] == "all" and set(rep["reports"]) == {"deep_inspect", "neural_cleanse"}
     assert rep["reports"]["deep_inspect"]["data"]["source"] == "model_inversion"
     assert rep["model"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert rep["model"]["access"] == rep["reports"]["deep_inspect"]["model"]["access"] == "query-only"
     assert (tmp_path / "r.html").is_file()
 
 

@@ -149,6 +149,7 @@ class Detector(ABC):
                 input_shape=list(model.input_shape),
                 num_classes=k,
                 outputs=model.outputs,
+                access="white-box" if model.white_box else "query-only",
             ),
             data=out.data,
             runtime_s=runtime,

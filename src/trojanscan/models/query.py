@@ -158,7 +158,7 @@ class QueryClassifier(Classifier):
         grad = torch.zeros_like(x)
         n, q = int(x.shape[0]), self.samples
         # images per chunk: about batch_size probes, and at most PROBE_VALUES probe values in memory at once
-        per = max(1, min(self.batch_size // (2 * q), PROBE_VALUES // (2 * q * max(1, x[0].numel()))))
+        per = max(1, min(self.batch_size // (2 * q), PROBE_VALUES // (2 * q * max(1, math.prod(x.shape[1:])))))
         for lo in range(0, n, per):
             xb = x[lo : lo + per]
             m = int(xb.shape[0])

@@ -28,6 +28,7 @@ class ModelInfo:
     input_shape: list[int]
     num_classes: int
     outputs: str = "logits"  # what the network returns: logits | probabilities | log_probabilities (JSON: only if not logits)
+    access: str = "white-box"  # or "query-only": scores only, input gradients estimated (JSON: only if query-only)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class ScanReport:
             d.pop("trojan_probability")
         if self.model.outputs == "logits":  # optional: only a network that does not return logits adds the key
             d["model"].pop("outputs")
+        if self.model.access == "white-box":  # optional: only a query-only model adds the key
+            d["model"].pop("access")
         if self.reports:
             d["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
         return _json_safe(d)
