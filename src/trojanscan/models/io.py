@@ -37,7 +37,7 @@ from trojanscan._fileio import atomic_path, sha256_file, write_bytes_atomic, wri
 from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
 from trojanscan.models.architectures import build_architecture
 from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, resolve_device
-from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, QueryClassifier, check_query_settings
+from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, BlackBox, QueryClassifier, check_query_settings
 from trojanscan.models.query import query_only as make_query_only
 from trojanscan.types import Shape3
 
@@ -457,7 +457,7 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
     elif meta.get("input_shape") is not None:
         shape, source = _shape(meta["input_shape"], str(p)), "sidecar"
     elif all(d is not None for d in graph_chw):
-        shape, source = (int(graph_chw[0] or 0), int(graph_chw[1] or 0), int(graph_chw[2] or 0)), "graph"
+        shape, source = _shape(graph_chw, str(p)), "graph"
     else:
         raise InvalidInputError(f"ONNX file {str(p)!r} leaves its input size open ({dims}); pass --input-shape C,H,W")
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
@@ -486,15 +486,8 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
     k_src = num_classes if num_classes is not None else meta.get("num_classes")
     if k_src is None and len(out_dims) == 2 and isinstance(out_dims[1], int) and out_dims[1] > 0:
         k_src = out_dims[1]
-    if k_src is None:
-        try:
-            probe = predict(np.full((1, *shape), 0.5, dtype=np.float32))
-        except Exception as exc:  # noqa: BLE001 - whatever the runtime raises, say which input failed
-            raise InvalidInputError(f"ONNX model {str(p)!r} failed on a (1, {', '.join(map(str, shape))}) probe: "
-                                    f"{type(exc).__name__}: {exc}. Check --input-shape.") from exc
-        if probe.ndim != 2:
-            raise InvalidInputError(f"ONNX model {str(p)!r} must return 2-D scores (N, K); got {probe.shape}")
-        k_src = int(probe.shape[1])
+    if k_src is None:  # the graph leaves the class count open: the probe TorchScript files and pickles get
+        k_src = _count_classes(BlackBox(predict), shape, f"ONNX model {str(p)!r}")
     notes: dict[str, Any] = {"onnx_outputs": [o.name for o in outputs], "onnx_scores": out_name} if len(outputs) > 1 else {}
     if nhwc:
         notes["onnx_layout"] = "NHWC"

@@ -52,7 +52,7 @@ DEFAULT_SIGMA = 0.01
 PROBE_VALUES = 1 << 25
 
 
-class _BlackBox(nn.Module):
+class BlackBox(nn.Module):
     """Holds the predict function so that the wrapper is an ordinary (parameter-free) module."""
 
     def __init__(self, predict_fn: PredictFn) -> None:
@@ -113,7 +113,7 @@ class QueryClassifier(Classifier):
         check_query_settings(samples, sigma, max_queries)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be an int >= 1; got {batch_size!r}")
-        super().__init__(_BlackBox(predict_fn), input_shape, num_classes, mean=mean, std=std,
+        super().__init__(BlackBox(predict_fn), input_shape, num_classes, mean=mean, std=std,
                          class_names=class_names, metadata=metadata, outputs=outputs)
         self.samples = int(samples)
         self.sigma = float(sigma)
