@@ -104,6 +104,9 @@ def test_training_is_seeded_and_attacks_work(digits: tuple[Dataset, Dataset]) ->
         assert torch.equal(pa, pb)
     assert a.metrics["clean_acc"] > 0.6 and a.metrics["tar"] > 0.9
     assert a.truth()["targets"] == [5] and a.truth()["trigger"]["mask"]
+    # what besides the seed fixes the weights is recorded with them
+    env = a.model.metadata["provenance"]["environment"]
+    assert env == {"torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(), "device": "cpu"}
 
 
 def test_clean_model_has_low_tar(clean_model, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]

@@ -163,9 +163,13 @@ class BuiltModel:
     attack: Attack | None
     metrics: dict[str, float]
     recipe: TrainRecipe
+    #: Where it was trained: ``torch`` version, CPU ``threads`` and ``device``. Training is bit-reproducible from
+    #: the recipe's seed only with the same three (CPU kernels split their reductions by thread count).
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self) -> dict[str, Any]:
-        return {"recipe": self.recipe.to_dict(), "key": self.recipe.key(), "metrics": self.metrics}
+        prov = {"recipe": self.recipe.to_dict(), "key": self.recipe.key(), "metrics": self.metrics}
+        return {**prov, "environment": self.environment} if self.environment else prov
 
     def truth(self) -> dict[str, Any]:
         """The ground-truth sidecar content: what the attack was (read only by benchmarks)."""
@@ -173,6 +177,11 @@ class BuiltModel:
         if self.attack is None:
             return {**base, "targets": []}
         return {**base, **self.attack.to_dict()}
+
+
+def training_environment(device: torch.device) -> dict[str, Any]:
+    """What besides the recipe decides a trained model's exact weights: torch version, CPU threads, device."""
+    return {"torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(), "device": device.type}
 
 
 def build_model(
@@ -234,6 +243,6 @@ def build_model(
         train(model, train_data, r.config, seed=r.seed, batch_transform=transform, evaluate=evaluate,
               progress=progress, log=log)
     metrics = {**evaluate(model), "train_seconds": time.perf_counter() - t0}
-    built = BuiltModel(model, attack, metrics, r)
+    built = BuiltModel(model, attack, metrics, r, training_environment(dev))
     model.metadata["provenance"] = built.provenance()
     return built
