@@ -1,4 +1,4 @@
-"""Re-decide saved scan reports at the papers' cutoff (2) and at the family-wise (Sidak) cutoff, no rescanning.
+"""Re-decide saved scan reports at the papers' cutoff (2), the Sidak cutoff and the per-model one, no rescanning.
 
     .venv/bin/python scripts/familywise.py --truth-dir runs/zoo runs/zoo_scan/reports
     .venv/bin/python scripts/familywise.py --truth-dir runs/bench/models runs/bench/scans/gtsrb_*__deep_inspect__*.json
@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from trojanscan import stats
 from trojanscan.report import ScanReport
 from trojanscan.scan import rethreshold
 
@@ -39,9 +40,10 @@ def main() -> None:
         truth = json.loads((Path(args.truth_dir) / f"{model}.truth.json").read_text())
         base = ScanReport.load_json(path)
         fam = rethreshold(base, familywise=True)
-        pairs = [(base, fam)] + [(base.reports[k], fam.reports[k]) for k in base.reports]
-        for b, f in pairs:
-            for tag, r in (("c=2", b), ("familywise", f)):
+        sid = rethreshold(base, cutoff=stats.sidak_cutoff(2.0, len(base.classes)))
+        triples = [(base, sid, fam)] + [(base.reports[k], sid.reports[k], fam.reports[k]) for k in base.reports]
+        for b, s, f in triples:
+            for tag, r in (("c=2", b), ("sidak", s), ("familywise", f)):
                 t = tally[(b.method, tag)]
                 t["models"] += 1
                 if truth["trojaned"] and not r.trojaned:
@@ -51,7 +53,8 @@ def main() -> None:
                 if truth["trojaned"] and truth["targets"] and r.suspects and r.suspects[0] in truth["targets"]:
                     t["target_hit"] += 1
             lines.append(f"{model:28s} {b.method:15s} truth {truth['targets'] if truth['trojaned'] else 'clean'!s:12s} "
-                         f"index {b.anomaly_index:6.2f}  c=2 {b.suspects!s:14s} cutoff {f.cutoff:.2f} {f.suspects}")
+                         f"index {b.anomaly_index:6.2f}  c=2 {b.suspects!s:14s} sidak {s.cutoff:.2f} {s.suspects!s:10s} "
+                         f"per-model {f.cutoff:.2f} {f.suspects}")
     print("| detector | cutoff | models | false positives | false negatives | first suspect a true target |")
     print("|---|---|---|---|---|---|")
     for (method, tag), t in sorted(tally.items()):

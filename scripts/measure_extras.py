@@ -430,13 +430,28 @@ def nes_cosine() -> None:
             print(f"{label}: {5 * 2048 / (time.perf_counter() - t0):.0f} images per second (one thread)", flush=True)
 
 
+def null_rates() -> None:
+    """False alarms per clean model under the papers' normal null (K iid N(0, 1) per-label statistics), per test:
+    at c = 2, at the Sidak cutoff, and the exact per-model cutoff ``--familywise`` uses (docs/methods/statistics.md)."""
+    from trojanscan import stats
+
+    print("| K | test | P(flag) at c = 2 | Sidak cutoff | P(flag) at Sidak | per-model cutoff (--familywise) |")
+    print("|---|---|---|---|---|---|")
+    for k in (3, 5, 10, 20, 43, 100):
+        for test in ("mad", "dmad"):
+            sidak = stats.sidak_cutoff(2.0, k)
+            print(f"| {k} | {test} | {stats.null_false_alarm_rate(2.0, k, test):.3f} | {sidak:.2f} | "
+                  f"{stats.null_false_alarm_rate(sidak, k, test):.3f} | {stats.familywise_cutoff(2.0, k, test):.2f} |")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
-            "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine}
+            "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
+            "null-rates": null_rates}
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] != "inversion-noise"):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

@@ -65,23 +65,59 @@ def test_deviation_factors_use_left_subgroup_only() -> None:
     assert stats.decide(values, test="dmad").suspects == [0]
 
 
-def test_familywise_cutoff_reference() -> None:
+def test_sidak_cutoff_reference() -> None:
     # Sidak: per-label alpha = 1 - (1 - alpha(2))^(1/K); alpha(2) = 0.0455003
-    assert stats.familywise_cutoff(2.0, 1) == 2.0
-    assert stats.familywise_cutoff(2.0, 10) == pytest.approx(2.83061, abs=1e-5)  # per label 0.0046460
-    assert stats.familywise_cutoff(2.0, 43) == pytest.approx(3.26819, abs=1e-5)  # per label 0.0010824
+    assert stats.sidak_cutoff(2.0, 1) == 2.0
+    assert stats.sidak_cutoff(2.0, 10) == pytest.approx(2.83061, abs=1e-5)  # per label 0.0046460
+    assert stats.sidak_cutoff(2.0, 43) == pytest.approx(3.26819, abs=1e-5)  # per label 0.0010824
     per = 1 - (1 - stats.alpha_from_cutoff(3.0)) ** (1 / 7)
-    assert stats.familywise_cutoff(3.0, 7) == pytest.approx(stats.cutoff_from_alpha(per), rel=1e-9)
+    assert stats.sidak_cutoff(3.0, 7) == pytest.approx(stats.cutoff_from_alpha(per), rel=1e-9)
     with pytest.raises(InvalidInputError, match="num_classes"):
-        stats.familywise_cutoff(2.0, 0)
+        stats.sidak_cutoff(2.0, 0)
 
 
-@given(st.floats(0.5, 5.0), st.integers(2, 1000))
-def test_familywise_cutoff_grows_with_classes(c: float, k: int) -> None:
-    fk = stats.familywise_cutoff(c, k)
-    assert c < fk < stats.familywise_cutoff(c, k + 1) + 1e-12
-    # the per-model error of the corrected cutoff is the per-label error of c
-    assert 1 - (1 - stats.alpha_from_cutoff(fk)) ** k == pytest.approx(stats.alpha_from_cutoff(c), rel=1e-6)
+def test_familywise_cutoff_reference() -> None:
+    # the Monte Carlo is seeded: one fixed number per (cutoff, K, test)
+    assert stats.familywise_cutoff(2.0, 1) == 2.0
+    assert stats.familywise_cutoff(2.0, 2, "dmad") == 2.0  # K = 2: indices are +-0.67 whatever the model
+    assert stats.familywise_cutoff(2.0, 10, "mad") == pytest.approx(4.013, abs=5e-4)
+    assert stats.familywise_cutoff(2.0, 10, "dmad") == pytest.approx(4.791, abs=5e-4)
+    assert stats.familywise_cutoff(2.0, 43, "mad") == pytest.approx(3.517, abs=5e-4)
+    assert stats.familywise_cutoff(2.0, 43, "dmad") == pytest.approx(3.968, abs=5e-4)
+    # at c = 2 a clean 10-label model is flagged a third of the time; the Sidak cutoff still 14-16 %
+    assert stats.null_false_alarm_rate(2.0, 10, "mad") == pytest.approx(0.338, abs=5e-3)
+    assert stats.null_false_alarm_rate(stats.sidak_cutoff(2.0, 10), 10, "dmad") == pytest.approx(0.160, abs=5e-3)
+    for bad, msg in (((2.0, 0), "num_classes"), ((2.0, 10, "t"), "test"), ((0.0, 10), "cutoff")):
+        with pytest.raises(InvalidInputError, match=msg):
+            stats.familywise_cutoff(*bad)  # type: ignore[arg-type]
+
+
+def test_familywise_cutoff_holds_its_rate_on_fresh_draws() -> None:
+    """Independent of the calibration draws: clean models of K normal statistics cross it at rate alpha(c)."""
+    rng = np.random.default_rng(7)
+    for k, test in ((10, "dmad"), (10, "mad"), (43, "dmad"), (6, "mad")):
+        c = stats.familywise_cutoff(2.0, k, test)
+        x = rng.standard_normal((20_000, k))
+        rate = float(np.mean(np.max(stats.row_indices(x, test), axis=1) > c))
+        assert rate == pytest.approx(stats.alpha_from_cutoff(2.0), abs=0.006), (k, test)
+        assert stats.null_false_alarm_rate(c, k, test) <= stats.alpha_from_cutoff(2.0) + 1e-3
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=12), st.sampled_from(["mad", "dmad"]))
+def test_row_indices_equal_the_scalar_tests(values: list[float], test: str) -> None:
+    row = stats.row_indices(np.asarray([values, values[::-1]]), test)
+    ref = stats.anomaly_indices(values) if test == "mad" else stats.deviation_factors(values)
+    np.testing.assert_allclose(row[0], ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(row[1], ref[::-1], rtol=1e-9, atol=1e-9)
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.floats(0.5, 5.0), st.integers(1, 60), st.sampled_from(["mad", "dmad"]))
+def test_familywise_cutoff_is_never_below_the_cutoff_and_is_monotone_in_c(c: float, k: int, test: str) -> None:
+    fk = stats.familywise_cutoff(c, k, test)
+    assert fk >= c
+    assert stats.familywise_cutoff(c + 0.5, k, test) >= fk
 
 
 def test_cutoff_alpha_reference_and_round_trip() -> None:

@@ -154,11 +154,11 @@ def test_scan_zoo_end_to_end(zoo: tuple[Path, Path], tmp_path: Path) -> None:
     curve = load_calibration().get("neuron_inspect")
     p_now = fresh["methods"]["neuron_inspect"]["trojan_probability"]
     assert fresh.get("resumed") and p_now == (None if curve is None else curve.probability(stale["anomaly_index"]))
-    # --familywise re-decides the saved reports (no rescan): same indices, cutoff 2.83 for 10 classes
+    # --familywise re-decides the saved reports (no rescan): same indices, per-model MAD cutoff 4.01 for 10 classes
     fw = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, familywise=True, progress=False)
     assert {r["model"] for r in fw["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
     saved = json.loads((out / "reports" / "clean.json").read_text())
-    assert saved["cutoff"] == pytest.approx(2.83061, abs=1e-5) and saved["config"]["familywise"] is True
+    assert saved["cutoff"] == pytest.approx(4.013, abs=5e-4) and saved["config"]["familywise"] is True
     fw_rows = {r["model"]: r for r in fw["models"]}
     for name in ("troj.safetensors", "clean.safetensors"):
         a, b = rows[name]["methods"]["neuron_inspect"], fw_rows[name]["methods"]["neuron_inspect"]

@@ -65,7 +65,7 @@ def scan(
     alpha: Annotated[float | None, typer.Option(help="Significance level (sets the cutoff)")] = None,
     cutoff: Annotated[float | None, typer.Option(help="Anomaly-index cutoff (default 2)")] = None,
     familywise: Annotated[bool, typer.Option(
-        help="Sidak-correct the cutoff for the number of classes: a false-alarm rate per model, not per label")] = False,
+        help="Raise the cutoff to the one whose false-alarm rate is alpha per model (K labels), not per label")] = False,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Number of classes (default: metadata or probe)")] = None,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, e.g. 0.49,0.48,0.45")] = None,
@@ -411,7 +411,7 @@ def scan_zoo_cmd(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (needs the optional 'ray' extra)")] = None,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W for TorchScript files without a sidecar")] = None,
     familywise: Annotated[bool, typer.Option(
-        help="Sidak-correct the cutoff for the number of classes (false alarms per model); reuses saved reports")] = False,
+        help="Per-model cutoff for the number of classes (false alarms per model); reuses saved reports")] = False,
     device: Annotated[str, typer.Option(
         help="Where the networks run: cpu, cuda, cuda:N, mps or auto (workers share the GPU)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,

@@ -145,14 +145,22 @@ def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] 
     return replace(report, trojan_probability=None if curve is None else curve.probability(report.anomaly_index))
 
 
+def _report_test(report: ScanReport) -> str:
+    """The outlier test behind a single detector's report: recorded in its config, else its detector's."""
+    test = report.config.get("test")
+    if isinstance(test, str):
+        return test
+    return detector_class(report.method).test
+
+
 def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float | None = None,
                 familywise: bool = False) -> ScanReport:
     """The decision ``report`` would have had at another cutoff, without scanning again.
 
     The per-class anomaly indices (and statistics, runtime, probability) do not depend on the cutoff,
     so only ``cutoff``, ``suspects``, ``verdict`` change; ``cutoff``/``alpha`` default to the report's
-    own cutoff, ``familywise`` Sidak-corrects it for the number of classes
-    (:func:`trojanscan.stats.familywise_cutoff`). A combined report (``method="all"``) is re-decided
+    own cutoff, ``familywise`` replaces it by the exact per-model cutoff of the report's test for its
+    number of classes (:func:`trojanscan.stats.familywise_cutoff`). A combined report (``method="all"``) is re-decided
     detector by detector and combined again, its trojan probability kept.
     """
     from trojanscan import stats
@@ -169,7 +177,7 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
         else:
             cutoff = float(report.config.get("cutoff", report.cutoff))
     c = stats.resolve_cutoff(cutoff if cutoff is not None else stats.DEFAULT_CUTOFF, alpha, familywise,
-                             len(report.classes))
+                             len(report.classes), _report_test(report))
     config = {**report.config, "cutoff": cutoff if cutoff is not None else report.config.get("cutoff", 2.0),
               "alpha": alpha, "familywise": familywise}
     suspects = stats.flagged([cr.anomaly_index for cr in report.classes], [cr.statistic for cr in report.classes], c)

@@ -15,10 +15,14 @@ Conventions (documented in docs/METHODS.md):
   printed (alpha = 1 - Q(c)) cannot be meant literally (it gives alpha = 0.977 at c = 2); the two-sided
   normal tail reproduces the paper's stated pairing alpha = 0.05 <-> c = 2 (1.96).
 - **Family-wise cutoff** (optional, not in the papers): the per-label cutoff c holds the error of
-  *one* clean label at alpha(c); a model has K labels, so a clean model is flagged with probability
-  about 1 - (1 - alpha)^K (0.37 for K = 10 at c = 2). :func:`familywise_cutoff` applies the Sidak
-  correction, alpha_K = 1 - (1 - alpha)^(1/K), so that alpha(c) becomes the error per *model*:
-  c = 2 gives 2.83 for K = 10 and 3.27 for K = 43 (docs/methods/statistics.md).
+  *one* clean label at alpha(c) = 2 Q(c); a model has K labels, and the median and MAD are estimated from
+  those same K labels, so a clean model whose statistics are K independent normal draws is flagged far more
+  often: 0.33 for K = 10 and 0.65 for K = 43 at c = 2, under either test (:func:`null_false_alarm_rate`).
+  :func:`familywise_cutoff` is the exact cutoff for a per-*model* error alpha(c) under that normal null: the
+  1 - alpha quantile of the largest index of K standard normal draws, by a seeded Monte Carlo of the test
+  itself (``mad`` or ``dmad``). c = 2 gives 3.96 (MAD) / 4.80 (DMAD) for K = 10 and 3.53 / 3.95 for K = 43
+  (docs/methods/statistics.md). The Sidak correction (2.83, 3.27), which treats median and MAD as known,
+  leaves the per-model rate at 0.12–0.16 for these K.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import norm
@@ -95,26 +100,110 @@ def alpha_from_cutoff(cutoff: float) -> float:
     return float(2.0 * norm.sf(float(cutoff)))
 
 
-def familywise_cutoff(cutoff: float, num_classes: int) -> float:
-    """Sidak-corrected cutoff: the per-label cutoff whose error over ``num_classes`` labels is ``alpha(cutoff)``."""
-    check_cutoff(cutoff)
-    if not isinstance(num_classes, int) or num_classes < 1:
+#: Monte Carlo draws (clean models of K standard normal statistics) behind :func:`familywise_cutoff`.
+NULL_DRAWS = 40_000
+#: Seed of those draws: the family-wise cutoff is one fixed number per (cutoff, K, test) on every machine.
+NULL_SEED = 20_190_810
+TESTS = ("mad", "dmad")
+
+
+def _check_test(test: str) -> str:
+    if test not in TESTS:
+        raise InvalidInputError(f"test must be 'mad' or 'dmad'; got {test!r}")
+    return test
+
+
+def _check_classes(num_classes: object) -> int:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise InvalidInputError(f"num_classes must be an int >= 1; got {num_classes!r}")
-    if num_classes == 1:
+    return num_classes
+
+
+def row_indices(x: np.ndarray, test: str = "mad") -> np.ndarray:
+    """:func:`anomaly_indices` (``mad``) or :func:`deviation_factors` (``dmad``) of every row of ``x`` (N, K), at once.
+
+    Rows with no spread get +-inf below/above the median as in the scalar functions; no NaN for finite rows.
+    """
+    _check_test(test)
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise InvalidInputError(f"x must be a non-empty (N, K) array; got shape {a.shape}")
+    m = np.median(a, axis=1, keepdims=True)
+    dev = np.abs(a - m)
+    if test == "mad":
+        spread = CONSISTENCY * np.median(dev, axis=1, keepdims=True)
+    else:
+        spread = CONSISTENCY * np.nanmedian(np.where(a <= m, dev, np.nan), axis=1, keepdims=True)
+    num = m - a
+    scale = np.maximum(np.max(np.abs(a), axis=1, keepdims=True), 1e-300)
+    ok = spread > 1e-12 * scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(ok, num / np.where(ok, spread, 1.0), np.sign(num) * math.inf)
+    return np.where(num == 0, 0.0, out)
+
+
+@lru_cache(maxsize=128)
+def _null_maxima(num_classes: int, test: str) -> np.ndarray:
+    """Sorted largest index of :data:`NULL_DRAWS` clean models whose K statistics are iid N(0, 1) (read-only)."""
+    rng = np.random.default_rng([NULL_SEED, num_classes, TESTS.index(test)])
+    rows = max(1, 2**22 // num_classes)  # bounded memory for many labels
+    out = []
+    for start in range(0, NULL_DRAWS, rows):
+        x = rng.standard_normal((min(rows, NULL_DRAWS - start), num_classes))
+        out.append(np.max(row_indices(x, test), axis=1))
+    maxima = np.sort(np.concatenate(out))
+    maxima.setflags(write=False)
+    return maxima
+
+
+def null_false_alarm_rate(cutoff: float, num_classes: int, test: str = "mad") -> float:
+    """Probability that a clean model is flagged at per-label ``cutoff``: some label's index above it, when the
+    K per-label statistics are iid normal (the model both papers' cutoff rests on, DeepInspect Eq. 7).
+    Monte Carlo over :data:`NULL_DRAWS` seeded draws."""
+    check_cutoff(cutoff)
+    k = _check_classes(num_classes)
+    maxima = _null_maxima(k, _check_test(test))
+    return float(1.0 - np.searchsorted(maxima, float(cutoff), side="right") / maxima.size)
+
+
+def familywise_cutoff(cutoff: float, num_classes: int, test: str = "mad") -> float:
+    """The cutoff whose false-alarm rate per *model* of ``num_classes`` labels is ``alpha(cutoff)`` = 2 Q(c).
+
+    Exact under the normal null of :func:`null_false_alarm_rate`: the 1 - alpha quantile of the largest
+    ``test`` index of K iid normal statistics (median and spread estimated from the same K values, as in a
+    scan). Never below ``cutoff`` itself: with K <= 2 no label can reach c, and the cutoff stays c.
+    """
+    check_cutoff(cutoff)
+    k = _check_classes(num_classes)
+    _check_test(test)
+    if k == 1:
         return float(cutoff)
     alpha = alpha_from_cutoff(cutoff)
-    per_label = -math.expm1(math.log1p(-alpha) / num_classes)  # 1 - (1 - alpha)^(1/K), accurate for small alpha
+    q = float(np.quantile(_null_maxima(k, test), 1.0 - alpha))
+    return max(float(cutoff), q)
+
+
+def sidak_cutoff(cutoff: float, num_classes: int) -> float:
+    """The Sidak-corrected cutoff (per-label level 1 - (1 - alpha)^(1/K)); it treats median and MAD as known,
+    so its per-model rate is above alpha for small K (kept for comparison, docs/methods/statistics.md)."""
+    check_cutoff(cutoff)
+    k = _check_classes(num_classes)
+    if k == 1:
+        return float(cutoff)
+    alpha = alpha_from_cutoff(cutoff)
+    per_label = -math.expm1(math.log1p(-alpha) / k)  # 1 - (1 - alpha)^(1/K), accurate for small alpha
     return float(norm.isf(per_label / 2.0))
 
 
 def resolve_cutoff(cutoff: float = DEFAULT_CUTOFF, alpha: float | None = None, familywise: bool = False,
-                   num_classes: int | None = None) -> float:
-    """The per-label cutoff a decision uses: ``alpha`` (if given) or ``cutoff``, Sidak-corrected for
-    ``num_classes`` when ``familywise``."""
+                   num_classes: int | None = None, test: str = "mad") -> float:
+    """The per-label cutoff a decision uses: ``alpha`` (if given) or ``cutoff``; with ``familywise``, the
+    :func:`familywise_cutoff` of ``test`` for ``num_classes`` labels."""
     c = cutoff_from_alpha(alpha) if alpha is not None else check_cutoff(cutoff)
     if not isinstance(familywise, bool):
         raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
-    return familywise_cutoff(c, num_classes) if familywise and num_classes is not None else c
+    _check_test(test)
+    return familywise_cutoff(c, num_classes, test) if familywise and num_classes is not None else c
 
 
 def check_cutoff(cutoff: float) -> float:
@@ -143,12 +232,7 @@ def decide(values: Sequence[float] | np.ndarray, *, cutoff: float = DEFAULT_CUTO
     ``test="mad"``: Neural Cleanse / NeuronInspect anomaly index; ``test="dmad"``: DeepInspect deviation factor.
     """
     check_cutoff(cutoff)
-    if test == "mad":
-        idx = anomaly_indices(values)
-    elif test == "dmad":
-        idx = deviation_factors(values)
-    else:
-        raise InvalidInputError(f"test must be 'mad' or 'dmad'; got {test!r}")
+    idx = anomaly_indices(values) if _check_test(test) == "mad" else deviation_factors(values)
     return Decision(idx, flagged(idx, values, cutoff), float(np.max(idx)), float(cutoff))
 
 

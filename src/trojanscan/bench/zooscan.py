@@ -337,7 +337,7 @@ def scan_zoo(
 
     ``device``: where every worker runs the networks (``--device``; default CPU). Workers share one GPU.
 
-    ``familywise``: Sidak-correct every detector's cutoff for the model's number of classes. A saved report of
+    ``familywise``: every detector's per-model cutoff for the model's number of classes. A saved report of
     the same model, method, seed and detector settings is reused (resume), re-decided at the requested cutoff.
     """
     from trojanscan.detectors.base import list_detectors

@@ -50,8 +50,8 @@ class Detector(ABC):
     Constructors only store hyperparameters (scikit-learn's rule); they are validated when
     :meth:`scan` starts. Every subclass takes ``cutoff`` (default 2.0), ``alpha`` (None; when set,
     it overrides ``cutoff`` through :func:`trojanscan.stats.cutoff_from_alpha`) and ``familywise``
-    (False; when True the cutoff is Sidak-corrected for the model's number of classes,
-    :func:`trojanscan.stats.familywise_cutoff`, so that it bounds the false-alarm rate per model).
+    (False; when True the cutoff is the one whose false-alarm rate per *model* of K labels is alpha(c) under
+    the papers' normal model, :func:`trojanscan.stats.familywise_cutoff`).
     After a scan, ``self.artifacts_`` holds the tensors behind the report (triggers, heatmaps).
     """
 
@@ -170,9 +170,10 @@ class Detector(ABC):
         return None
 
     def effective_cutoff(self, num_classes: int | None = None) -> float:
-        """The per-label cutoff: ``cutoff`` or the one ``alpha`` gives; Sidak-corrected for ``num_classes`` if ``familywise``."""
+        """The per-label cutoff: ``cutoff`` or the one ``alpha`` gives; with ``familywise``, the exact per-model
+        cutoff of this detector's test for ``num_classes`` labels (:func:`trojanscan.stats.familywise_cutoff`)."""
         return stats.resolve_cutoff(getattr(self, "cutoff", 2.0), getattr(self, "alpha", None),
-                                    getattr(self, "familywise", False), num_classes)
+                                    getattr(self, "familywise", False), num_classes, self.test)
 
     def _check_common(self) -> None:
         stats.check_cutoff(getattr(self, "cutoff", 2.0))  # even when alpha overrides it

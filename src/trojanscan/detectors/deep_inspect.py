@@ -98,7 +98,7 @@ class DeepInspect(Detector):
     - auto-encoder (§4.2): ``use_autoencoder`` (None = automatic above :data:`AUTOENCODER_ABOVE` input
       values), ``latent_dim``, ``ae_steps``.
     - decision: ``cutoff`` (2.0, the paper's c) or ``alpha`` (significance level, Eq. 7); ``familywise``
-      Sidak-corrects it for the number of classes (a per-model false-alarm rate; not in the paper).
+      raises it to the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper).
     """
 
     name: ClassVar[str] = "deep_inspect"

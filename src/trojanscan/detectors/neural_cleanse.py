@@ -265,7 +265,7 @@ class NeuralCleanse(Detector):
         as hold ``PASS_VALUES`` (2**23) input values, e.g. 10,700 MNIST or 2,730 GTSRB images, 55 at 224x224x3.
     inversion_per_class: model-inversion images per class when no clean data is given.
     cutoff, alpha: MAD anomaly-index cutoff (2.0) or significance level overriding it.
-    familywise: Sidak-correct the cutoff for the number of classes (per-model false-alarm rate; not in the paper).
+    familywise: the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper).
     """
 
     name: ClassVar[str] = "neural_cleanse"

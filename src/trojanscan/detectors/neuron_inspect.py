@@ -159,7 +159,7 @@ class NeuronInspect(Detector):
     cutoff, alpha:
         Anomaly-index cutoff (paper: 2) or a significance level that overrides it.
     familywise:
-        Sidak-correct the cutoff for the number of classes (a per-model false-alarm rate; not in the paper).
+        the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper).
     """
 
     name: ClassVar[str] = "neuron_inspect"

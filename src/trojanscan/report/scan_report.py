@@ -83,7 +83,7 @@ class ScanReport:
 
     @property
     def familywise(self) -> bool:
-        """Whether the cutoff was Sidak-corrected for the number of classes (for a combined report: its detectors')."""
+        """Whether the cutoff is the per-model (family-wise) one (for a combined report: its detectors')."""
         return bool(self.config.get("familywise")) or any(r.familywise for r in self.reports.values())
 
     def to_dict(self) -> dict[str, Any]:
