@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from trojanscan import stats
 from trojanscan.data.base import Dataset
 from trojanscan.detectors import detector_class, get_detector, list_detectors
 from trojanscan.errors import InvalidInputError, WhiteBoxRequiredError
@@ -140,6 +141,11 @@ def test_familywise_scan_equals_rethresholded_report(name: str, trojaned_model, 
     plain = get_detector(name, **_fast(name)).scan(trojaned_model.model, data, seed=3, progress=False)
     fw = get_detector(name, **_fast(name), familywise=True).scan(trojaned_model.model, data, seed=3, progress=False)
     assert fw.cutoff == pytest.approx(familywise_cutoff(2.0, 10, detector_class(name).test))
+    # the plain report says how often its cutoff flags a clean model of this size; the family-wise one need not
+    rate = stats.null_false_alarm_rate(2.0, 10, detector_class(name).test)
+    assert [n for n in plain.notes if n.startswith("false alarms:")] == [
+        n for n in plain.notes if n.startswith("false alarms:") and f"with probability {rate:.2f}" in n] != []
+    assert not [n for n in fw.notes if n.startswith("false alarms:")]
     assert [c.anomaly_index for c in fw.classes] == [c.anomaly_index for c in plain.classes]
     again = rethreshold(ScanReport.from_json(plain.to_json()), familywise=True)
     assert _comparable(again) == _comparable(fw)

@@ -15,7 +15,14 @@ import torch
 
 from trojanscan.calibration import LogisticCalibration, load_calibration, pooled_probability
 from trojanscan.data.base import Dataset
-from trojanscan.detectors.base import check_query_budget, detector_class, get_detector, list_detectors
+from trojanscan.detectors.base import (
+    FALSE_ALARM_NOTE,
+    check_query_budget,
+    detector_class,
+    false_alarm_notes,
+    get_detector,
+    list_detectors,
+)
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ClassResult, ScanReport
@@ -181,4 +188,7 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
     config = {**report.config, "cutoff": cutoff if cutoff is not None else report.config.get("cutoff", 2.0),
               "alpha": alpha, "familywise": familywise}
     suspects = stats.flagged([cr.anomaly_index for cr in report.classes], [cr.statistic for cr in report.classes], c)
-    return replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign", config=config)
+    notes = [n for n in report.notes if not n.startswith(FALSE_ALARM_NOTE)]
+    notes += false_alarm_notes(len(report.classes), c, _report_test(report), familywise)
+    return replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign", config=config,
+                   notes=notes)

@@ -157,7 +157,8 @@ class Detector(ABC):
             seed=seed,
             config={**_jsonable(self.get_params()), "test": self.test},
             artifacts=artifacts,
-            notes=_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes),
+            notes=(_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes)
+                   + false_alarm_notes(k, decision.cutoff, self.test, bool(getattr(self, "familywise", False)))),
         )
 
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
@@ -233,6 +234,23 @@ def _output_notes(model: Classifier) -> list[str]:
 
 #: Fewer labels than this and the outlier test is weak (see :func:`_few_labels_notes`).
 FEW_LABELS = 5
+
+
+#: Every note :func:`false_alarm_notes` writes starts with this (``rethreshold`` replaces it).
+FALSE_ALARM_NOTE = "false alarms:"
+
+
+def false_alarm_notes(k: int, cutoff: float, test: str, familywise: bool) -> list[str]:
+    """How often ``test`` flags a clean model of ``k`` labels at ``cutoff``, under the papers' normal null
+    (:func:`trojanscan.stats.null_false_alarm_rate`); none for a family-wise cutoff or below FEW_LABELS labels."""
+    if familywise or k < FEW_LABELS:
+        return []
+    p = stats.null_false_alarm_rate(cutoff, k, test)
+    c_k = stats.familywise_cutoff(stats.DEFAULT_CUTOFF, k, test)
+    return [f"{FALSE_ALARM_NOTE} at cutoff {cutoff:.2f} this test flags a clean {k}-label model whose per-label "
+            f"statistics are all alike (independent normal draws) with probability {p:.2f}; --familywise (cutoff "
+            f"{c_k:.2f}) makes that {stats.alpha_from_cutoff(stats.DEFAULT_CUTOFF):.3f} per model "
+            "(docs/methods/statistics.md)"]
 
 
 def _few_labels_notes(k: int, indices: Sequence[float] | np.ndarray) -> list[str]:
