@@ -166,6 +166,13 @@ def test_scan_foreign_torchscript_without_shape(files: dict[str, Path], tmp_path
                 "--input-shape", tmp_path / "reports")
 
 
+def test_scan_pairs_is_a_deep_inspect_mode(files: dict[str, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "reports").mkdir()
+    _assert_bad(["scan", str(files["trojaned"]), "--method", "neural_cleanse", "--pairs", "--data", str(files["npz"]),
+                 "--json", str(tmp_path / "reports" / "r.json")], capsys, "--pairs", tmp_path / "reports")
+
+
 def test_scan_familywise_cutoff(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # --familywise raises the cutoff to the per-model one for 10 classes (MAD test): 2 -> 4.01, same indices
     reps = {}

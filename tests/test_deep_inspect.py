@@ -312,3 +312,61 @@ def test_repeats_average_independent_generators(trojaned_model: BuiltModel) -> N
     assert [c.statistic for c in r3.classes] != [c.statistic for c in r1.classes]
     assert any("mean over 3" in n for n in r3.notes)
     assert r3.model_queries > r1.model_queries
+
+
+# ------------------------------------------------------------------------------ source-target pair mode
+PAIRS = {"pairs": True, "pair_steps": 150}
+
+
+@pytest.mark.slow
+def test_pair_mode_ranks_the_target_first_and_clears_the_clean_twin(trojaned_model: BuiltModel, clean_model: BuiltModel,
+                                                                    digits: tuple[Dataset, Dataset]) -> None:
+    """Pair mode on the fixture (BadNets 4x4 -> 5, clean images): the target's pairs are the most anomalous, the clean
+    twin's index is lower; the index is a per-model score, so the family-wise cutoff is the cutoff itself."""
+    data = digits[1].subset(torch.arange(300), "clean")
+    rep = DeepInspect(**PAIRS).scan(trojaned_model.model, data, seed=0, progress=False)
+    clean = DeepInspect(**PAIRS).scan(clean_model.model, data, seed=0, progress=False)
+    idx = [c.anomaly_index for c in rep.classes]
+    assert int(np.argmax(idx)) == 5 and idx[5] > clean.anomaly_index + 1.0, (idx, clean.anomaly_index)
+    assert clean.verdict == "benign"
+    assert rep.config["test"] == "dmad_pairs" and rep.trojan_probability is None  # no curve for this test
+    assert int(rep.classes[5].extra["pair_source"]) != 5
+    from trojanscan.scan import rethreshold
+
+    assert rethreshold(rep, familywise=True).cutoff == rep.cutoff == 2.0
+    assert not any(n.startswith("false alarms:") for n in rep.notes)
+
+
+def test_pair_mode_mechanics(trojaned_model: BuiltModel) -> None:
+    det = DeepInspect(**{**TINY, "n_per_class": 2}, pairs=True, pair_steps=5)
+    rep = det.scan(trojaned_model.model, None, seed=1, progress=False)
+    a = det.artifacts_
+    assert a["pair_l1"].shape == (10, 10) and torch.isnan(a["pair_l1"].diagonal()).all()
+    assert a["pair_score"].shape == (10, 10) and a["triggers"].shape == (10, 1, 28, 28)
+    covered = int(torch.unique(a["inverted_labels"]).numel())
+    plan = det.planned_queries(trojaned_model.model, None)
+    assert plan is not None and rep.model_queries <= plan
+    assert (rep.model_queries == plan) == (covered == 10)  # one generator per class that has substitutes
+    scores = np.asarray([c.anomaly_index for c in rep.classes])
+    assert np.all(scores >= 0) and np.all(scores < 4.3)  # per-model normal scores, capped by the Monte Carlo size
+    for c in rep.classes:
+        assert {"pair_source", "pair_deviation_factor", "pair_l1", "attack_success"} <= set(c.extra)
+        assert int(c.extra["pair_source"]) != c.label
+    again = DeepInspect(**{**TINY, "n_per_class": 2}, pairs=True, pair_steps=5).scan(trojaned_model.model, None, seed=1,
+                                                                             progress=False)
+    assert [c.anomaly_index for c in again.classes] == [c.anomaly_index for c in rep.classes]
+    assert ScanReport.from_json(rep.to_json()).to_dict() == rep.to_dict()
+    from trojanscan.report.html import render_html
+
+    page = render_html(rep, a)  # the pair artifacts (NaN diagonal) render; the triggers shown are each label's best pair's
+    assert "deep_inspect" in page and "skipped" not in page.lower()
+    for bad in ({"pairs": "yes"}, {"pair_steps": 0}):
+        with pytest.raises(InvalidInputError, match="pair"):
+            DeepInspect(**{**TINY, **bad}).scan(trojaned_model.model, None, progress=False)  # type: ignore[arg-type]
+
+
+def test_pair_mode_needs_two_source_classes(trojaned_model: BuiltModel, digits: tuple[Dataset, Dataset]) -> None:
+    te = digits[1]
+    one = te.subset(torch.nonzero(trojaned_model.model.predict(te.x) == 3).flatten()[:10], "one class")
+    with pytest.raises(InvalidInputError, match="at least two classes"):
+        DeepInspect(**TINY, pairs=True, pair_steps=5).scan(trojaned_model.model, one, progress=False)

@@ -289,3 +289,17 @@ def test_suspects_are_exactly_the_labels_above_cutoff(values: list[float], cutof
     assert sorted(d.suspects) == [i for i, v in enumerate(d.indices) if v > cutoff]
     ranked = [d.indices[s] for s in d.suspects]
     assert ranked == sorted(ranked, reverse=True)
+
+
+def test_per_model_scores_agree_with_the_familywise_cutoff() -> None:
+    """A pooled index above the per-model cutoff for n values is a per-model score above c, and the reverse."""
+    n = 90
+    fw = stats.familywise_cutoff(2.0, n, "dmad")
+    z = stats.per_model_scores([fw - 0.05, fw + 0.05, 0.0, -3.0, math.inf, math.nan], n, "dmad")
+    assert z[0] < 2.0 < z[1] and z[2] == pytest.approx(0.0, abs=0.05) and z[3] == 0.0 and z[5] == 0.0
+    assert 4.0 < z[4] < 4.3 and np.all(np.diff(stats.per_model_scores(np.linspace(0, 8, 50), n)) >= 0)
+    # a per-model test: its family-wise cutoff is the cutoff, its false-alarm rate alpha(c)
+    assert stats.familywise_cutoff(2.5, 10, "dmad_pairs") == 2.5
+    assert stats.null_false_alarm_rate(2.0, 10, "dmad_pairs") == pytest.approx(stats.alpha_from_cutoff(2.0))
+    with pytest.raises(InvalidInputError, match="test"):
+        stats.per_model_scores([1.0], 10, "dmad_pairs")

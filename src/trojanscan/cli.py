@@ -83,6 +83,9 @@ def scan(
     query_sigma: Annotated[float, typer.Option(help="Query-only: smoothing radius of the estimate, in pixel units")] = 0.01,
     max_queries: Annotated[int | None, typer.Option(
         help="Query-only: stop with exit 2 (nothing written) before the model gets more than this many images")] = None,
+    pairs: Annotated[bool, typer.Option(
+        help="DeepInspect: test every source-target class pair, which finds all-to-all trojans (y -> y+1); one "
+             "trigger generator per class, several times slower")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
@@ -95,6 +98,8 @@ def scan(
         raise InvalidInputError(f"--method {method!r} is unknown; choose one of {', '.join(list_detectors())} or all")
     if alpha is not None and cutoff is not None:
         raise InvalidInputError("give --alpha or --cutoff, not both")
+    if pairs and method not in ("deep_inspect", "all"):
+        raise InvalidInputError(f"--pairs is a DeepInspect mode; it does not apply to --method {method}")
     if json_out is not None:
         _check_out(json_out, (".json",), "--json")
     if html_out is not None:
@@ -121,7 +126,8 @@ def scan(
     fresh_dir = artifact_dir is not None and not artifact_dir.exists()
     try:
         outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, familywise=familywise,
-                             progress=progress, artifact_dir=artifact_dir)
+                             progress=progress, artifact_dir=artifact_dir,
+                             params={"deep_inspect": {"pairs": True}} if pairs else None)
     except BaseException:  # a scan stopped part-way (a query budget, a detector's error): no partial output files
         if fresh_dir and artifact_dir is not None and artifact_dir.exists():
             import shutil

@@ -88,7 +88,8 @@ def scan_model(
 ) -> ScanOutcome:
     """Scan with one registered detector, or with every one (``method="all"``) and combine.
 
-    ``cutoff``/``alpha``/``familywise`` override every detector's decision settings.
+    ``cutoff``/``alpha``/``familywise`` override every detector's decision settings; ``params`` holds each
+    detector's other hyperparameters by name (e.g. ``{"deep_inspect": {"pairs": True}}``).
     Each report gets a ``trojan_probability`` from ``calibration`` (default: the shipped curves,
     :mod:`trojanscan.calibration`) when its detector has one; the combined report pools them.
     """
@@ -148,7 +149,10 @@ def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] 
         subs = {k: recalibrate(r, curves) for k, r in report.reports.items()}
         probs = [r.trojan_probability for r in subs.values() if r.trojan_probability is not None]
         return replace(report, reports=subs, trojan_probability=pooled_probability(probs) if probs else None)
+    # a curve is fitted on one test's indices: a report of another test (DeepInspect's pair mode) gets none
     curve = curves.get(report.method)
+    if curve is not None and _report_test(report) != detector_class(report.method).test:
+        curve = None
     return replace(report, trojan_probability=None if curve is None else curve.probability(report.anomaly_index))
 
 

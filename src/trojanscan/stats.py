@@ -105,11 +105,15 @@ NULL_DRAWS = 40_000
 #: Seed of those draws: the family-wise cutoff is one fixed number per (cutoff, K, test) on every machine.
 NULL_SEED = 20_190_810
 TESTS = ("mad", "dmad")
+#: Tests whose indices are already per-model normal scores (:func:`per_model_scores`): DeepInspect's source-target
+#: pair mode. Their family-wise cutoff is the cutoff itself and their false-alarm rate per model is alpha(c).
+PER_MODEL_TESTS = ("dmad_pairs",)
 
 
-def _check_test(test: str) -> str:
-    if test not in TESTS:
-        raise InvalidInputError(f"test must be 'mad' or 'dmad'; got {test!r}")
+def _check_test(test: str, per_model: bool = False) -> str:
+    if test not in TESTS and not (per_model and test in PER_MODEL_TESTS):
+        allowed = TESTS + (PER_MODEL_TESTS if per_model else ())
+        raise InvalidInputError(f"test must be one of {', '.join(map(repr, allowed))}; got {test!r}")
     return test
 
 
@@ -162,8 +166,25 @@ def null_false_alarm_rate(cutoff: float, num_classes: int, test: str = "mad") ->
     Monte Carlo over :data:`NULL_DRAWS` seeded draws."""
     check_cutoff(cutoff)
     k = _check_classes(num_classes)
-    maxima = _null_maxima(k, _check_test(test))
+    if _check_test(test, per_model=True) in PER_MODEL_TESTS:
+        return alpha_from_cutoff(cutoff)
+    maxima = _null_maxima(k, test)
     return float(1.0 - np.searchsorted(maxima, float(cutoff), side="right") / maxima.size)
+
+
+def per_model_scores(indices: Sequence[float] | np.ndarray, num_values: int, test: str = "dmad") -> np.ndarray:
+    """Each index as a per-model normal score: ``z = Phi^-1(1 - p/2)`` with ``p`` the probability that the largest
+    ``test`` index of ``num_values`` iid normal statistics exceeds it (:func:`null_false_alarm_rate`).
+
+    So a cutoff c on the scores keeps its meaning alpha(c) = 2 Q(c), now per *model*, whatever the number of values
+    tested. ``p`` is floored at 1 / (NULL_DRAWS + 1): scores stop at about 4.2 (NaN maps to 0, +inf to the cap).
+    """
+    k = _check_classes(num_values)
+    maxima = _null_maxima(k, _check_test(test))
+    v = np.nan_to_num(np.asarray(indices, dtype=np.float64), nan=-math.inf)
+    p = 1.0 - np.searchsorted(maxima, v, side="right") / maxima.size
+    p = np.clip(p, 1.0 / (maxima.size + 1), 1.0)
+    return np.asarray(norm.isf(p / 2.0), dtype=np.float64)
 
 
 def familywise_cutoff(cutoff: float, num_classes: int, test: str = "mad") -> float:
@@ -175,8 +196,7 @@ def familywise_cutoff(cutoff: float, num_classes: int, test: str = "mad") -> flo
     """
     check_cutoff(cutoff)
     k = _check_classes(num_classes)
-    _check_test(test)
-    if k == 1:
+    if k == 1 or _check_test(test, per_model=True) in PER_MODEL_TESTS:
         return float(cutoff)
     alpha = alpha_from_cutoff(cutoff)
     q = float(np.quantile(_null_maxima(k, test), 1.0 - alpha))
@@ -202,7 +222,7 @@ def resolve_cutoff(cutoff: float = DEFAULT_CUTOFF, alpha: float | None = None, f
     c = cutoff_from_alpha(alpha) if alpha is not None else check_cutoff(cutoff)
     if not isinstance(familywise, bool):
         raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
-    _check_test(test)
+    _check_test(test, per_model=True)
     return familywise_cutoff(c, num_classes, test) if familywise and num_classes is not None else c
 
 

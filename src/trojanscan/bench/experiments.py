@@ -400,3 +400,40 @@ def query_only(ctx: Context) -> None:
                       "input gradient estimated from 2q queries per image (antithetic Gaussian directions, sigma 0.01; "
                       "trojanscan.models.query). Index: DI's deviation factor, NC's anomaly index.",
                 command="trojanscan bench query_only --data-dir ../shared/data --out runs/bench")
+
+
+#: DeepInspect's source-target pair mode (docs/methods/deep_inspect.md, "Pair mode") on MNIST: all-to-all, all-to-one, clean.
+PAIR_MODELS: dict[str, TrainRecipe] = {
+    "mnist_all2all": TrainRecipe("mnist", attack=AttackSpec("badnets", target="all")),
+    "mnist_badnets4_t5": TrainRecipe("mnist", attack=attack("5")),
+    "mnist_clean_s0": TrainRecipe("mnist", seed=0),
+    "mnist_clean_s1": TrainRecipe("mnist", seed=1),
+}
+
+
+@experiment("di_pairs")
+def di_pairs(ctx: Context) -> None:
+    """DeepInspect over labels (the paper's test) and over source-target pairs (its Discussions' extension), with no
+    data and with the bench's clean images, on an all-to-all, an all-to-one and two clean MNIST models."""
+    rows: list[Row] = []
+    for name, recipe in PAIR_MODELS.items():
+        row: Row = {"model": name}
+        for label, params, data_free in (("labels, no data", None, True), ("pairs, no data", {"pairs": True}, True),
+                                         ("pairs, clean data", {"pairs": True}, False)):
+            r = _scan_row(ctx, name, recipe, "deep_inspect", data_free=data_free, params=params)
+            row["truth"] = r["truth"] if r["truth"] else ("all (y -> y+1)" if "all2all" in name else "clean")
+            pairs = ""
+            if params is not None and r["verdict"] != "not run":
+                got = ctx.cached_model(name, recipe)
+                rep = got and ctx.scan(name, got[0], "deep_inspect", None if data_free else ctx.clean_data("mnist"),
+                                       params=params, compute=False)
+                if rep is not None:
+                    pairs = " ".join(f"{int(rep.classes[t].extra['pair_source'])}->{t}" for t in rep.suspects)
+            row |= {label: r["index"], f"{label} suspects": r["suspects"] if params is None else pairs,
+                    f"{label} s": r["scan_s"]}
+        rows.append(row)
+    write_table(ctx, "di_pairs", rows, title="DeepInspect over labels vs over source-target pairs (MNIST)",
+                notes="Index: over labels, the deviation factor (cutoff 2); over pairs, the per-model normal score of the "
+                      "most anomalous pair (cutoff 2 = alpha 0.046 per model). Pair suspects as source->target. Clean "
+                      "data: the bench's 500 MNIST test images.",
+                command="trojanscan bench di_pairs --data-dir ../shared/data --out runs/bench")

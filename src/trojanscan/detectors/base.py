@@ -35,6 +35,8 @@ class DetectorOutput:
     ``statistics``: one float per class (small = suspicious, the left tail).
     ``extra``: optional per-class side numbers (e.g. attack success of a reversed trigger).
     ``artifacts``: tensors for the report (e.g. ``"masks"`` (K,H,W), ``"patterns"`` (K,C,H,W)).
+    ``indices``: per-class anomaly indices the detector computed itself, when its test does not run over the K
+    statistics (DeepInspect's pair mode); None (the default) lets :meth:`Detector.scan` apply its test to them.
     """
 
     statistics: list[float]
@@ -42,6 +44,7 @@ class DetectorOutput:
     extra: dict[str, list[float]] = field(default_factory=dict)
     artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    indices: list[float] | None = None
 
 
 class Detector(ABC):
@@ -121,7 +124,15 @@ class Detector(ABC):
         k = model.num_classes
         if len(out.statistics) != k:
             raise RuntimeError(f"internal error: {self.name} returned {len(out.statistics)} statistics for {k} classes")
-        decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(k), test=self.test)
+        test = self.decision_test()
+        if out.indices is None:
+            decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(k), test=test)
+        else:
+            if len(out.indices) != k:
+                raise RuntimeError(f"internal error: {self.name} returned {len(out.indices)} indices for {k} classes")
+            idx = np.asarray(out.indices, dtype=np.float64)
+            cut = self.effective_cutoff(k)
+            decision = stats.Decision(idx, stats.flagged(idx, out.statistics, cut), float(np.max(idx)), cut)
         classes = [
             ClassResult(
                 label=i,
@@ -155,10 +166,10 @@ class Detector(ABC):
             runtime_s=runtime,
             model_queries=model.queries - q0,
             seed=seed,
-            config={**_jsonable(self.get_params()), "test": self.test},
+            config={**_jsonable(self.get_params()), "test": test},
             artifacts=artifacts,
             notes=(_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes)
-                   + false_alarm_notes(k, decision.cutoff, self.test, bool(getattr(self, "familywise", False)))),
+                   + false_alarm_notes(k, decision.cutoff, test, bool(getattr(self, "familywise", False)))),
         )
 
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
@@ -174,7 +185,12 @@ class Detector(ABC):
         """The per-label cutoff: ``cutoff`` or the one ``alpha`` gives; with ``familywise``, the exact per-model
         cutoff of this detector's test for ``num_classes`` labels (:func:`trojanscan.stats.familywise_cutoff`)."""
         return stats.resolve_cutoff(getattr(self, "cutoff", 2.0), getattr(self, "alpha", None),
-                                    getattr(self, "familywise", False), num_classes, self.test)
+                                    getattr(self, "familywise", False), num_classes, self.decision_test())
+
+    def decision_test(self) -> str:
+        """The outlier test this instance decides with (recorded as ``config["test"]``): the class's ``test``,
+        unless a mode of the detector tests something else (DeepInspect's pair mode: ``dmad_pairs``)."""
+        return self.test
 
     def _check_common(self) -> None:
         stats.check_cutoff(getattr(self, "cutoff", 2.0))  # even when alpha overrides it
@@ -243,7 +259,7 @@ FALSE_ALARM_NOTE = "false alarms:"
 def false_alarm_notes(k: int, cutoff: float, test: str, familywise: bool) -> list[str]:
     """How often ``test`` flags a clean model of ``k`` labels at ``cutoff``, under the papers' normal null
     (:func:`trojanscan.stats.null_false_alarm_rate`); none for a family-wise cutoff or below FEW_LABELS labels."""
-    if familywise or k < FEW_LABELS:
+    if familywise or k < FEW_LABELS or test in stats.PER_MODEL_TESTS:
         return []
     p = stats.null_false_alarm_rate(cutoff, k, test)
     c_k = stats.familywise_cutoff(stats.DEFAULT_CUTOFF, k, test)

@@ -129,6 +129,8 @@ class DeepInspect(Detector):
         use_autoencoder: bool | None = None,
         latent_dim: int = 128,
         ae_steps: int = 300,
+        pairs: bool = False,
+        pair_steps: int = 600,
         cutoff: float = 2.0,
         alpha: float | None = None,
         familywise: bool = False,
@@ -155,13 +157,15 @@ class DeepInspect(Detector):
         self.use_autoencoder = use_autoencoder
         self.latent_dim = latent_dim
         self.ae_steps = ae_steps
+        self.pairs = pairs
+        self.pair_steps = pair_steps
         self.cutoff = cutoff
         self.alpha = alpha
         self.familywise = familywise
 
     def _check_params(self) -> None:
         for name in ("n_per_class", "inversion_steps", "steps", "batch_size", "z_dim", "embed_dim", "hidden",
-                     "n_samples", "n_attack", "n_repeats", "latent_dim", "ae_steps"):
+                     "n_samples", "n_attack", "n_repeats", "latent_dim", "ae_steps", "pair_steps"):
             v = getattr(self, name)
             _check(_is_int(v) and v >= 1, name, "an int >= 1", v)
         _check(_is_int(self.inversion_jitter) and self.inversion_jitter >= 0, "inversion_jitter", "an int >= 0",
@@ -180,9 +184,15 @@ class DeepInspect(Detector):
         _check(self.asr_target is None or self.gamma2 > 0, "gamma2", "> 0 when asr_target adapts it", self.gamma2)
         _check(self.use_autoencoder is None or isinstance(self.use_autoencoder, bool), "use_autoencoder",
                "None (automatic), True or False", self.use_autoencoder)
+        _check(isinstance(self.pairs, bool), "pairs", "True or False", self.pairs)
+
+    def decision_test(self) -> str:
+        """``dmad`` (the paper's test over labels) or, in pair mode, ``dmad_pairs`` (per-model scores of the pairs)."""
+        return "dmad_pairs" if self.pairs else self.test
 
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
-        """Exactly the queries :meth:`_run` makes (each input-gradient step costs ``per_image`` queries per image).
+        """Exactly the queries :meth:`_run` makes (each input-gradient step costs ``per_image`` queries per image);
+        in pair mode an upper bound (exact when the substitutes cover every class).
 
         Inversion: ``inversion_steps`` gradient steps on ``K * n_per_class`` images, then one pass for their
         confidence; one pass to label the substitutes; per generator: ``steps`` gradient steps on ``batch_size``
@@ -196,6 +206,9 @@ class DeepInspect(Detector):
         else:
             n = min(len(data), MAX_CLEAN_IMAGES)
             substitutes = 0
+        if self.pairs:  # at most one generator per class (a class with no substitute image is skipped): an upper bound
+            per_source = self.pair_steps * self.batch_size * per_image + k * self.n_attack
+            return int(substitutes + n + k * per_source)
         per_generator = self.steps * self.batch_size * per_image + k * self.n_attack
         return int(substitutes + n + self.n_repeats * per_generator)
 
@@ -236,6 +249,8 @@ class DeepInspect(Detector):
             notes.append(f"the substitute images cover {n_classes_seen} of {k} classes")
         use_ae = uses_autoencoder(self.use_autoencoder, model.input_shape)
         thres = float(self.thres_ratio) * c * h * w
+        if self.pairs:
+            return self._run_pairs(model, substitute, x, source, thres, use_ae, notes, seed=seed, progress=progress)
         gens = []
         runs = []
         for r in range(self.n_repeats):
@@ -286,5 +301,86 @@ class DeepInspect(Detector):
                 "hinge": [float(v) for v in hinge],
             },
             artifacts=artifacts,
+            notes=notes,
+        )
+
+    def _run_pairs(self, model: Classifier, substitute: Dataset, x: torch.Tensor, source: str, thres: float,
+                   use_ae: bool, notes: list[str], *, seed: int, progress: bool) -> DetectorOutput:
+        """Source-target pair mode (the paper's Discussions, §4.4: "evaluating the required perturbation for each
+        source-target class pair"), which finds attacks whose trigger sends each class to its *own* target
+        (all-to-all, y -> y + 1), where no label's trigger is small for every source.
+
+        For each source class s with substitutes: a generator ``G_s(z, t)`` trained as in Eq. 6 on the images of
+        class s only (``pair_steps`` steps); ``L1[s, t]`` is the mean L1 norm of its triggers towards t. Each
+        row is put on a common scale, ``r[s, t] = log(L1[s, t] / median_t L1[s, t])`` (sources differ in how far
+        they are from every other class), and the double MAD runs over all K(K - 1) values of r, left tail. With
+        that many values a per-value cutoff of 2 would flag nearly every clean model, so each pair's deviation
+        factor is turned into a per-model normal score (:func:`trojanscan.stats.per_model_scores`): a cutoff c
+        keeps its meaning alpha(c) per model. A label's index is its most anomalous pair's score, its statistic
+        that pair's r, and ``extra["pair_source"]`` names the source.
+        """
+        k = model.num_classes
+        l1 = torch.full((k, k), float("nan"))
+        success = torch.full((k, k), float("nan"))
+        triggers = torch.zeros(k, k, *model.input_shape)
+        sources = [int(s) for s in torch.unique(substitute.y).tolist()]
+        if len(sources) < 2:
+            raise InvalidInputError(
+                f"DeepInspect's pair mode needs substitute images of at least two classes; got {len(sources)}. "
+                "Give clean images of several classes with --data, or more inversion images (n_per_class).")
+        for s in sources:
+            sel = substitute.y == s
+            sub = Dataset(substitute.x[sel], substitute.y[sel], list(model.class_names), source)
+            sseed = int(np.random.SeedSequence([seed, 7919, s]).generate_state(1)[0])
+            gen = train_trigger_generator(
+                model, sub, steps=self.pair_steps, batch_size=self.batch_size, lr=self.lr, gamma1=self.gamma1,
+                gamma2=self.gamma2, thres=thres, asr_target=self.asr_target, z_dim=self.z_dim,
+                embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=use_ae, latent_dim=self.latent_dim,
+                ae_steps=self.ae_steps, seed=sseed, progress=progress,
+            )
+            st = trigger_statistics(model, gen, sub, thres=thres, n_samples=self.n_samples, n_attack=self.n_attack,
+                                    seed=sseed)
+            others = torch.arange(k) != s
+            l1[s, others] = st.l1[others]
+            success[s, others] = st.attack_success[others]
+            triggers[s] = st.triggers
+        notes.append(f"pair mode: one trigger generator per source class ({len(sources)} of {k} classes had "
+                     f"substitutes), {self.pair_steps} steps each; n_repeats does not apply")
+        lv = l1.double().numpy()
+        r = np.full((k, k), np.nan)
+        for s in sources:  # rows of classes with no substitutes stay NaN (untested)
+            row = lv[s]
+            r[s] = np.log(np.maximum(row, 1e-12) / np.nanmedian(row))
+        tested = np.isfinite(r)
+        vals = r[tested]
+        dev = stats.deviation_factors(vals)
+        score = np.zeros((k, k))
+        score[tested] = stats.per_model_scores(dev, int(vals.size), "dmad")
+        raw = np.full((k, k), np.nan)
+        raw[tested] = dev
+        best_src = np.argmax(np.where(tested, score, -np.inf), axis=0)  # per target, its most anomalous source
+        cols = np.arange(k)
+        has = tested.any(axis=0)
+        index = np.where(has, score[best_src, cols], 0.0)
+        statistic = np.where(has, np.nan_to_num(r[best_src, cols], nan=0.0), 0.0)
+        low = [(int(s_), int(t_)) for s_, t_ in zip(*np.nonzero(tested & (success.numpy() < 0.95)), strict=True)]
+        if low:
+            notes.append(f"{len(low)} of {int(tested.sum())} pair triggers below 95% attack success on the substitutes")
+        self.__dict__.pop("generator_", None)  # patching needs label-level generators: none from a pair scan
+        self.generators_ = []
+        return DetectorOutput(
+            statistics=[float(v) for v in statistic],
+            indices=[float(v) for v in index],
+            data=DataInfo(source=source, n_images=int(x.shape[0])),
+            extra={
+                "pair_source": [float(v) if has[i] else -1.0 for i, v in enumerate(best_src)],
+                "pair_deviation_factor": [float(raw[best_src[i], i]) if has[i] else 0.0 for i in range(k)],
+                "pair_l1": [float(lv[best_src[i], i]) if has[i] else 0.0 for i in range(k)],
+                "attack_success": [float(success[best_src[i], i]) if has[i] else 0.0 for i in range(k)],
+            },
+            artifacts={"triggers": triggers[torch.as_tensor(best_src), torch.arange(k)],
+                       "pair_l1": l1, "pair_score": torch.as_tensor(score, dtype=torch.float32),
+                       **({"inverted": x, "inverted_labels": substitute.y.float()}
+                          if source == "model_inversion" else {})},
             notes=notes,
         )
