@@ -337,7 +337,7 @@ def test_pair_mode_ranks_the_target_first_and_clears_the_clean_twin(trojaned_mod
     assert not any(n.startswith("false alarms:") for n in rep.notes)
 
 
-def test_pair_mode_mechanics(trojaned_model: BuiltModel) -> None:
+def test_pair_mode_mechanics(trojaned_model: BuiltModel, capsys: pytest.CaptureFixture[str]) -> None:
     det = DeepInspect(**{**TINY, "n_per_class": 2}, pairs=True, pair_steps=5)
     rep = det.scan(trojaned_model.model, None, seed=1, progress=False)
     a = det.artifacts_
@@ -360,6 +360,14 @@ def test_pair_mode_mechanics(trojaned_model: BuiltModel) -> None:
 
     page = render_html(rep, a)  # the pair artifacts (NaN diagonal) render; the triggers shown are each label's best pair's
     assert "deep_inspect" in page and "skipped" not in page.lower()
+    from dataclasses import replace
+
+    from trojanscan.cli import _print_summary
+
+    _print_summary(replace(rep, suspects=[5, 2]))  # the CLI names each suspect's source
+    out = capsys.readouterr().out
+    src5, src2 = (int(rep.classes[t].extra["pair_source"]) for t in (5, 2))
+    assert f"pairs:          {src5} -> 5, {src2} -> 2" in out and "per model" in out
     for bad in ({"pairs": "yes"}, {"pair_steps": 0}):
         with pytest.raises(InvalidInputError, match="pair"):
             DeepInspect(**{**TINY, **bad}).scan(trojaned_model.model, None, progress=False)  # type: ignore[arg-type]

@@ -167,7 +167,12 @@ def _print_summary(rep: Any) -> None:
     names = {c.label: c.name for c in rep.classes}
     sus = ", ".join(f"{s} ({names.get(s)})" if names.get(s) not in (None, str(s)) else str(s) for s in rep.suspects)
     typer.echo(f"  suspects:       {sus or 'none'}")
-    typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f}{', family-wise' if rep.familywise else ''})")
+    if rep.config.get("test") == "dmad_pairs" and rep.suspects:  # DeepInspect's pair mode: which source goes where
+        pairs = ", ".join(f"{int(rep.classes[t].extra['pair_source'])} -> {t}" for t in rep.suspects)
+        typer.echo(f"  pairs:          {pairs}  (source -> target, most anomalous first)")
+    per_model = ", per model" if rep.config.get("test") == "dmad_pairs" else ""
+    typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f}"
+               f"{', family-wise' if rep.familywise else ''}{per_model})")
     if rep.trojan_probability is not None:
         typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models)")
     typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images)")
