@@ -306,7 +306,7 @@ class DeepInspect(Detector):
 
     def _run_pairs(self, model: Classifier, substitute: Dataset, x: torch.Tensor, source: str, thres: float,
                    use_ae: bool, notes: list[str], *, seed: int, progress: bool) -> DetectorOutput:
-        """Source-target pair mode (the paper's Discussions, §4.4: "evaluating the required perturbation for each
+        """Source-target pair mode (the paper's Discussions at the end of §4: "evaluating the required perturbation for each
         source-target class pair"), which finds attacks whose trigger sends each class to its *own* target
         (all-to-all, y -> y + 1), where no label's trigger is small for every source.
 
@@ -363,9 +363,9 @@ class DeepInspect(Detector):
         has = tested.any(axis=0)
         index = np.where(has, score[best_src, cols], 0.0)
         statistic = np.where(has, np.nan_to_num(r[best_src, cols], nan=0.0), 0.0)
-        low = [(int(s_), int(t_)) for s_, t_ in zip(*np.nonzero(tested & (success.numpy() < 0.95)), strict=True)]
+        low = int(np.count_nonzero(tested & (success.double().numpy() < 0.95)))
         if low:
-            notes.append(f"{len(low)} of {int(tested.sum())} pair triggers below 95% attack success on the substitutes")
+            notes.append(f"{low} of {int(tested.sum())} pair triggers below 95% attack success on the substitutes")
         self.__dict__.pop("generator_", None)  # patching needs label-level generators: none from a pair scan
         self.generators_ = []
         return DetectorOutput(
