@@ -361,7 +361,7 @@ def test_pair_mode_mechanics(trojaned_model: BuiltModel, capsys: pytest.CaptureF
     from trojanscan.report.html import render_html
 
     page = render_html(rep, a)  # the pair artifacts (NaN diagonal) render; the triggers shown are each label's best pair's
-    assert "deep_inspect" in page and "skipped" not in page.lower()
+    assert "deep_inspect" in page and "skipped" not in page.lower() and "pair score" in page
     from dataclasses import replace
 
     from trojanscan.cli import _print_summary

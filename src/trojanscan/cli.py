@@ -167,10 +167,13 @@ def _print_summary(rep: Any) -> None:
     names = {c.label: c.name for c in rep.classes}
     sus = ", ".join(f"{s} ({names.get(s)})" if names.get(s) not in (None, str(s)) else str(s) for s in rep.suspects)
     typer.echo(f"  suspects:       {sus or 'none'}")
-    if rep.config.get("test") == "dmad_pairs" and rep.suspects:  # DeepInspect's pair mode: which source goes where
+    from trojanscan.stats import PER_MODEL_TESTS
+
+    per_model_test = rep.config.get("test") in PER_MODEL_TESTS
+    if per_model_test and rep.suspects:  # DeepInspect's pair mode: which source goes where
         pairs = ", ".join(f"{int(rep.classes[t].extra['pair_source'])} -> {t}" for t in rep.suspects)
         typer.echo(f"  pairs:          {pairs}  (source -> target, most anomalous first)")
-    per_model = ", per model" if rep.config.get("test") == "dmad_pairs" else ""
+    per_model = ", per model" if per_model_test else ""
     typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f}"
                f"{', family-wise' if rep.familywise else ''}{per_model})")
     if rep.trojan_probability is not None:

@@ -62,29 +62,14 @@ def mad(values: Sequence[float] | np.ndarray, center: float | None = None) -> fl
     return CONSISTENCY * float(np.median(np.abs(a - m)))
 
 
-def _ratio(num: np.ndarray, spread: float, scale: float) -> np.ndarray:
-    if spread > 1e-12 * max(scale, 1e-300):
-        return num / spread
-    out = np.zeros_like(num)
-    out[num > 0] = math.inf
-    out[num < 0] = -math.inf
-    return out
-
-
 def anomaly_indices(values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Neural Cleanse anomaly index per value, signed for the left tail: ``(median - x) / MAD``."""
-    a = _as_array(values)
-    m = float(np.median(a))
-    return _ratio(m - a, mad(a, m), float(np.max(np.abs(a))))
+    return row_indices(_as_array(values)[None, :], "mad")[0]
 
 
 def deviation_factors(values: Sequence[float] | np.ndarray) -> np.ndarray:
     """DeepInspect deviation factor (double MAD, left subgroup): ``(m - x) / mad_left``."""
-    a = _as_array(values)
-    m = float(np.median(a))
-    left = a[a <= m]
-    mad_left = CONSISTENCY * float(np.median(np.abs(left - m)))
-    return _ratio(m - a, mad_left, float(np.max(np.abs(a))))
+    return row_indices(_as_array(values)[None, :], "dmad")[0]
 
 
 def cutoff_from_alpha(alpha: float) -> float:
@@ -105,9 +90,11 @@ NULL_DRAWS = 40_000
 #: Seed of those draws: the family-wise cutoff is one fixed number per (cutoff, K, test) on every machine.
 NULL_SEED = 20_190_810
 TESTS = ("mad", "dmad")
-#: Tests whose indices are already per-model normal scores (:func:`per_model_scores`): DeepInspect's source-target
-#: pair mode. Their family-wise cutoff is the cutoff itself and their false-alarm rate per model is alpha(c).
-PER_MODEL_TESTS = ("dmad_pairs",)
+#: DeepInspect's source-target pair mode: its indices are per-model normal scores (:func:`per_model_scores`).
+PAIRS_TEST = "dmad_pairs"
+#: Tests whose indices are already per-model normal scores. Their family-wise cutoff is the cutoff itself and
+#: their false-alarm rate per model is alpha(c).
+PER_MODEL_TESTS = (PAIRS_TEST,)
 
 
 def _check_test(test: str, per_model: bool = False) -> str:

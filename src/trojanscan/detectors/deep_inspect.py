@@ -188,7 +188,7 @@ class DeepInspect(Detector):
 
     def decision_test(self) -> str:
         """``dmad`` (the paper's test over labels) or, in pair mode, ``dmad_pairs`` (per-model scores of the pairs)."""
-        return "dmad_pairs" if self.pairs else self.test
+        return stats.PAIRS_TEST if self.pairs else self.test
 
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
         """Exactly the queries :meth:`_run` makes (each input-gradient step costs ``per_image`` queries per image);

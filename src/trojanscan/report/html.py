@@ -203,8 +203,7 @@ def _chart(r: ScanReport) -> str:
     return (
         f"<h3>Per-class {escape(_index_name(r))}</h3>"
         f'<figure class="chart"><img alt="bar chart of per-class {escape(_index_name(r))}" src="{data_uri(png)}">'
-        f"<figcaption>Left-tail {escape(_index_name(r))} per label (median - statistic) / MAD"
-        f"{' on the left subgroup' if _is_dmad(r) else ''}; labels above the dashed cutoff are flagged. "
+        f"<figcaption>{escape(_index_caption(r))}; labels above the dashed cutoff are flagged. "
         "Hatched bars are infinite (zero spread) and clipped.</figcaption></figure>"
     )
 
@@ -424,8 +423,24 @@ def _is_dmad(r: ScanReport) -> bool:
     return r.config.get("test") == "dmad"
 
 
+def _is_pairs(r: ScanReport) -> bool:
+    from trojanscan.stats import PER_MODEL_TESTS
+
+    return r.config.get("test") in PER_MODEL_TESTS
+
+
 def _index_name(r: ScanReport) -> str:
+    if _is_pairs(r):
+        return "pair score"
     return "deviation factor" if _is_dmad(r) else "anomaly index"
+
+
+def _index_caption(r: ScanReport) -> str:
+    if _is_pairs(r):
+        return ("Per label, the per-model normal score of its most anomalous source-target pair (DeepInspect pair "
+                "mode: double MAD over all pairs' row-normalised log L1)")
+    return (f"Left-tail {_index_name(r)} per label (median - statistic) / MAD"
+            f"{' on the left subgroup' if _is_dmad(r) else ''}")
 
 
 def _alpha_text(r: ScanReport) -> str:
