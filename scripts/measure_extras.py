@@ -7,6 +7,7 @@
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
     .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
+    .venv/bin/python scripts/measure_extras.py patch-rounds # patching in rounds: unlearn each rescan's triggers too
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -170,21 +171,27 @@ def multi_target() -> None:
               "attack success", [round(c.extra["attack_success"], 2) for c in r.classes], flush=True)
 
 
-def patch_df() -> None:
-    """Does unlearning triggers at random intensities (x s, s uniform) lower DeepInspect's DF after patching?"""
-    from trojanscan.attacks import trojan_activation_rate
+def _badnets_patch_setup():  # type: ignore[no-untyped-def]
+    """mnist_badnets4_t5 as patch_deep_inspect sees it: test set, model, true attack, scan (seed 0), 20 inverted / class."""
     from trojanscan.inversion import invert
-    from trojanscan.mitigation.defenses import generator_triggers
-    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
-    from trojanscan.training import accuracy
 
     te = load_dataset("mnist", f"{DATA}/mnist", "test")
     m = _model("mnist_badnets4_t5")
     atk = make_attack(AttackSpec("badnets", target="5"), (1, 28, 28), 10, 0)
     det = get_detector("deep_inspect")
     rep = det.scan(m, None, seed=0, progress=False)
+    return te, m, atk, det, rep, invert(m, n_per_class=20, seed=1).data
+
+
+def patch_df() -> None:
+    """Does unlearning triggers at random intensities (x s, s uniform) lower DeepInspect's DF after patching?"""
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+    from trojanscan.training import accuracy
+
+    te, m, atk, det, rep, inv = _badnets_patch_setup()
     base = generator_triggers(det.generators_)
-    inv = invert(m, n_per_class=20, seed=1).data
     for lo, hi in ((1.0, 1.0), (0.5, 2.0), (0.3, 3.0)):
         def trig(t: torch.Tensor, g: torch.Generator, lo: float = lo, hi: float = hi) -> torch.Tensor:
             return (lo + (hi - lo) * torch.rand((t.shape[0], 1, 1, 1), generator=g)) * base(t, g)
@@ -195,6 +202,31 @@ def patch_df() -> None:
               f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}",
               f"DF after {after.anomaly_index:.2f} {after.suspects}, statistic of 5 (mean hinge): "
               f"{rep.classes[5].statistic:.2f} -> {after.classes[5].statistic:.2f}", flush=True)
+
+
+def patch_rounds() -> None:
+    """Patching in rounds: after each fine-tune, rescan the patched model and unlearn the rescan's triggers too."""
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+    from trojanscan.training import accuracy
+
+    te, m, atk, det, rep, inv = _badnets_patch_setup()
+    print("before", f"DF {rep.anomaly_index:.2f} {rep.suspects}", f"acc {accuracy(m, te):.4f}",
+          f"TAR {trojan_activation_rate(m, te, atk.trigger, atk.labels):.4f}", flush=True)
+    for mode in ("cumulative", "latest"):
+        pool, cur = list(det.generators_), m
+        for r in range(1, 5):
+            res = finetune_with_triggers(cur, inv, additive_stamper(generator_triggers(pool), rep.suspects), teacher=m)
+            cur = res.model
+            d = get_detector("deep_inspect")
+            after = d.scan(cur, None, seed=0, progress=False)
+            print(mode, "round", r, "lr", res.lr, f"acc {accuracy(cur, te):.4f}",
+                  f"TAR {trojan_activation_rate(cur, te, atk.trigger, atk.labels):.4f}",
+                  f"DF after {after.anomaly_index:.2f} {after.suspects}",
+                  f"statistic of 5 {after.classes[5].statistic:.2f}, median "
+                  f"{float(torch.tensor([c.statistic for c in after.classes]).median()):.2f}", flush=True)
+            pool = pool + list(d.generators_) if mode == "cumulative" else list(d.generators_)
 
 
 def patch_why() -> None:
@@ -448,7 +480,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
-            "patch-df": patch_df, "patch-why": patch_why, "patch-anchor": patch_anchor, "multi-target": multi_target,
+            "patch-df": patch_df, "patch-rounds": patch_rounds, "patch-why": patch_why, "patch-anchor": patch_anchor,
+            "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates}

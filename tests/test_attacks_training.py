@@ -106,7 +106,8 @@ def test_training_is_seeded_and_attacks_work(digits: tuple[Dataset, Dataset]) ->
     assert a.truth()["targets"] == [5] and a.truth()["trigger"]["mask"]
     # what besides the seed fixes the weights is recorded with them
     env = a.model.metadata["provenance"]["environment"]
-    assert env == {"torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(), "device": "cpu"}
+    assert env == {"torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(),
+                   "cpu_capability": str(torch.backends.cpu.get_cpu_capability()), "device": "cpu"}
 
 
 def test_clean_model_has_low_tar(clean_model, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]

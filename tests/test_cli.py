@@ -196,6 +196,8 @@ def test_patch_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest
     m, out = str(files["trojaned"]), str(tmp_path / "p.safetensors")
     _assert_bad(["patch", m, "--out", out, "--method", "neuron_inspect"], capsys, "cannot patch", tmp_path)
     _assert_bad(["patch", m, "--out", out, "--epochs", "0"], capsys, "--epochs", tmp_path)
+    _assert_bad(["patch", m, "--out", out, "--rounds", "0"], capsys, "--rounds", tmp_path)
+    _assert_bad(["patch", m, "--out", out, "--rounds", "2", "--method", "neural_cleanse"], capsys, "--rounds", tmp_path)
     _assert_bad(["patch", m, "--out", str(tmp_path / "p.txt")], capsys, "--out", tmp_path)
     # a TorchScript model has no registered architecture: refused before any fine-tuning, with the fix
     from trojanscan.models import export_torchscript, load_model

@@ -110,3 +110,41 @@ def test_anchor_keeps_the_weights_nearer_the_original(trojaned_model, digits) ->
         res = finetune_with_triggers(model, data, stamper, epochs=2, lrs=(3e-3,), seed=0, anchor=a)
         moved[a] = float((torch.cat([p.detach().flatten() for p in res.model.parameters()]) - w0).norm())
     assert 0 < moved[1.0] < moved[0.0], moved
+
+
+def test_teacher_is_the_reference_of_the_held_out_agreement(trojaned_model, clean_model, digits) -> None:  # type: ignore[no-untyped-def]
+    """A later patching round distils towards the original model: ``teacher`` replaces the model as reference."""
+    atk = trojaned_model.attack
+    # every image stamped with the real trigger: the trojaned model says 5, the clean teacher the true digit
+    data = digits[0].subset(torch.arange(200), "stamped")
+    data = type(data)(atk.trigger.stamp(data.x), data.y, data.class_names, "stamped")
+    st = additive_stamper(lambda t, g: torch.zeros(t.shape[0], 1, 28, 28), [5])
+    own = finetune_with_triggers(trojaned_model.model, data, st, epochs=1, lrs=(1e-12,), seed=0)
+    other = finetune_with_triggers(trojaned_model.model, data, st, epochs=1, lrs=(1e-12,), seed=0,
+                                   teacher=clean_model.model)
+    assert own.candidates[1e-12]["clean_agreement"] == 1.0
+    assert other.candidates[1e-12]["clean_agreement"] < 0.5
+
+
+def test_patching_in_rounds_stops_once_the_target_is_gone(trojaned_model) -> None:  # type: ignore[no-untyped-def]
+    """rounds > 1: rescan after every fine-tune; go on only while a first-scan target is still flagged."""
+    from trojanscan.mitigation.defenses import patch_deep_inspect
+
+    model = trojaned_model.model
+    w0 = {k: v.clone() for k, v in model.state_dict().items()}
+    # a low cutoff so that the tiny fixture's scans flag labels (its df sits near 2, docs/methods/deep_inspect.md)
+    params = {"inversion_steps": 20, "steps": 60, "n_samples": 4, "n_attack": 10, "n_repeats": 1, "cutoff": 0.5}
+    out = patch_deep_inspect(model, params=params, n_per_class=6, epochs=1, rounds=3, progress=False)
+    assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items()), "input model modified"
+    targets = set(out.before.suspects)
+    assert targets and 1 <= len(out.rounds) <= 3
+    for r in out.rounds[:-1]:  # every round but the last left a target flagged
+        assert set(r["suspects"]) & targets
+    if len(out.rounds) < 3:
+        assert not set(out.rounds[-1]["suspects"]) & targets
+    assert out.rounds[-1]["suspects"] == out.after.suspects
+    assert out.rounds[-1]["anomaly_index"] == out.after.anomaly_index
+    assert out.summary()["rounds"] == out.rounds and out.patch.seconds >= sum(r["seconds"] for r in out.rounds) - 1e-9
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidInputError, match="rounds"):
+            patch_deep_inspect(model, params=params, rounds=bad, progress=False)  # type: ignore[arg-type]

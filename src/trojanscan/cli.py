@@ -312,6 +312,9 @@ def patch(
     seed: Annotated[int, typer.Option(help="Seed")] = 0,
     distill: Annotated[bool, typer.Option(
         help="Distil towards the original model to keep clean accuracy (--no-distill: the papers' plain fine-tuning)")] = True,
+    rounds: Annotated[int, typer.Option(
+        help="deep_inspect: up to this many patch-and-rescan rounds, stopping once the rescan no longer flags a "
+             "target (1 = the paper's single fine-tune)")] = 1,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(
@@ -328,6 +331,10 @@ def patch(
         raise InvalidInputError(f"--method {method!r} cannot patch; use deep_inspect or neural_cleanse")
     if epochs < 1:
         raise InvalidInputError(f"--epochs must be >= 1; got {epochs}")
+    if rounds < 1:
+        raise InvalidInputError(f"--rounds must be >= 1; got {rounds}")
+    if rounds > 1 and method != "deep_inspect":
+        raise InvalidInputError(f"--rounds applies to --method deep_inspect only; got --method {method}")
     params: dict[str, Any] = {}
     if report is not None:
         rep = ScanReport.load_json(report)
@@ -356,7 +363,7 @@ def patch(
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     if method == "deep_inspect":
         res = patch_deep_inspect(clf, params=params, seed=seed, epochs=epochs, eval_data=clean, distill=distill,
-                                 progress=progress, log=log)
+                                 rounds=rounds, progress=progress, log=log)
     else:
         res = patch_neural_cleanse(clf, clean, params=params, seed=seed, epochs=epochs, eval_data=clean,
                                    distill=distill, progress=progress, log=log)
@@ -372,7 +379,8 @@ def patch(
     write_text_atomic(out.with_suffix(".patch.json"), json.dumps(res.summary(), indent=1) + "\n")
     b, a = res.before, res.after
     typer.echo(f"before: {b.verdict} suspects {b.suspects} index {b.anomaly_index:.2f}")
-    typer.echo(f"after:  {a.verdict} suspects {a.suspects} index {a.anomaly_index:.2f}")
+    typer.echo(f"after:  {a.verdict} suspects {a.suspects} index {a.anomaly_index:.2f}"
+               + (f" ({len(res.rounds)} rounds)" if len(res.rounds) > 1 else ""))
     for k, v in res.metrics.items():
         typer.echo(f"  {k}: {v:.4f}")
     typer.echo(f"patched model: {out}")

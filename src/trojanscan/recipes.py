@@ -180,8 +180,11 @@ class BuiltModel:
 
 
 def training_environment(device: torch.device) -> dict[str, Any]:
-    """What besides the recipe decides a trained model's exact weights: torch version, CPU threads, device."""
-    return {"torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(), "device": device.type}
+    """What besides the recipe decides a trained model's exact weights: torch version, CPU threads, the CPU's
+    vector instruction set as torch dispatches on it (``cpu_capability``: e.g. AVX2, AVX512; the same recipe and
+    threads on an AVX2 and an AVX512 machine give different last digits), device."""
+    return {"torch": torch.__version__.split("+")[0], "threads": torch.get_num_threads(),
+            "cpu_capability": str(torch.backends.cpu.get_cpu_capability()), "device": device.type}
 
 
 def build_model(

@@ -42,6 +42,8 @@ class PatchOutcome:
     after: ScanReport
     patch: PatchResult
     metrics: dict[str, float] = field(default_factory=dict)
+    #: one entry per fine-tuning round (DeepInspect ``rounds``): the chosen lr and that round's rescan
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class PatchOutcome:
             "after": {"verdict": self.after.verdict, "anomaly_index": self.after.anomaly_index,
                       "suspects": self.after.suspects},
             "metrics": self.metrics,
+            "rounds": self.rounds,
             "patch_seconds": self.patch.seconds,
         }
 
@@ -101,14 +104,20 @@ def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torc
 
 def patch_deep_inspect(
     model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 20,
-    epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True, progress: bool = True,
-    log: Callable[[str], None] | None = None,
+    epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True, rounds: int = 1,
+    progress: bool = True, log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """DeepInspect patching (§5) with no clean data; ``eval_data`` (optional) only measures clean accuracy.
 
     ``distill``: the clean-accuracy terms of :func:`finetune_with_triggers` at their defaults (False: the
-    paper's plain fine-tuning)."""
+    paper's plain fine-tuning). ``rounds`` (ours; 1 = the paper): after each fine-tune the patched model is
+    rescanned; while the rescan still flags one of the first scan's targets, the next round fine-tunes the
+    patched model again with the triggers of every scan so far (the rescan's generators find what the patch
+    left working), distilled towards the *original* model. The outcome's ``after`` is the last rescan.
+    """
     require_weights(model)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise InvalidInputError(f"rounds must be an integer >= 1; got {rounds!r}")
     det = get_detector("deep_inspect", **(params or {}))
     before = det.scan(model, None, seed=seed, progress=progress)
     if not before.suspects:
@@ -118,11 +127,26 @@ def patch_deep_inspect(
         raise RuntimeError("internal error: DeepInspect did not keep its generators")
     inv = invert(model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
 
-    res = finetune_with_triggers(model, inv, additive_stamper(generator_triggers(gens), before.suspects), stamp_fraction=0.15,
-                                 holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log,
-                                 **_distill_terms(distill))
-    after = get_detector("deep_inspect", **(params or {})).scan(res.model, None, seed=seed, progress=progress)
-    return PatchOutcome("deep_inspect", before, after, res, _eval_metrics(model, res.model, eval_data))
+    targets = list(before.suspects)
+    current, history, seconds = model, [], 0.0
+    for r in range(1, rounds + 1):
+        res = finetune_with_triggers(current, inv, additive_stamper(generator_triggers(gens), targets),
+                                     stamp_fraction=0.15, holdout_fraction=0.1, epochs=epochs, seed=seed,
+                                     teacher=model, progress=progress, log=log, **_distill_terms(distill))
+        seconds += res.seconds
+        rescan = get_detector("deep_inspect", **(params or {}))
+        after = rescan.scan(res.model, None, seed=seed, progress=progress)
+        history.append({"round": r, "lr": res.lr, "anomaly_index": after.anomaly_index, "suspects": after.suspects,
+                        "seconds": res.seconds})
+        if log is not None:
+            log(f"patch round {r}: lr {res.lr:g}, rescan {after.verdict} {after.suspects} "
+                f"index {after.anomaly_index:.2f}")
+        current = res.model
+        if not set(after.suspects) & set(targets):
+            break
+        gens += list(getattr(rescan, "generators_", []))
+    res.seconds = seconds
+    return PatchOutcome("deep_inspect", before, after, res, _eval_metrics(model, res.model, eval_data), history)
 
 
 def patch_neural_cleanse(

@@ -120,6 +120,7 @@ def finetune_with_triggers(
     mixup_distill: float = MIXUP_DISTILL,
     noise: float = NOISE,
     anchor: float = 0.0,
+    teacher: Classifier | None = None,
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -130,7 +131,9 @@ def finetune_with_triggers(
     module docstring. ``data.y`` must hold the correct labels (for inverted data: the class each
     image was inverted for). ``distill``, ``mixup_distill``, ``noise``: the clean-accuracy terms of the
     module docstring (0 turns each off); ``anchor``: the optional L2-SP weight (module docstring).
-    The input model is not modified.
+    ``teacher``: the reference model of the distillation terms, the held-out agreement and the anchor
+    (default ``model``; a later patching round passes the *original* model, so the rounds do not drift
+    from it step by step). The input model is not modified.
     """
     import time
 
@@ -153,10 +156,11 @@ def finetune_with_triggers(
     n_hold = max(1, int(round(holdout_fraction * len(data))))
     hold, fit = data.subset(perm[:n_hold], "holdout"), data.subset(perm[n_hold:], "patch-train")
     hold_stamped = stamper(hold.x, torch.Generator().manual_seed(seed + 1))
-    reference = model.predict(hold.x)
+    ref_model = model if teacher is None else teacher
+    reference = ref_model.predict(hold.x)
 
-    teacher = Distiller(model)
-    start = [p.detach().clone() for p in model.parameters()] if anchor > 0 else []
+    distiller = Distiller(ref_model)
+    start = [p.detach().clone() for p in ref_model.parameters()] if anchor > 0 else []
 
     def loss_fn(student: Classifier, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if noise > 0:
@@ -168,9 +172,9 @@ def finetune_with_triggers(
         out = student(xt)
         loss = F.cross_entropy(out, y)
         if distill > 0:
-            loss = loss + distill * teacher.kl(out, x)
+            loss = loss + distill * distiller.kl(out, x)
         if mixup_distill > 0:
-            loss = loss + mixup_distill * teacher.mixup_kl(student, x, gen)
+            loss = loss + mixup_distill * distiller.mixup_kl(student, x, gen)
         if anchor > 0:  # L2-SP (Li et al. 2018): stay near the original weights
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(student.parameters(), start, strict=True))
             loss = loss + anchor * torch.as_tensor(drift).to(loss.device)  # the weights may sit on a GPU
