@@ -1,6 +1,7 @@
 """The side measurements quoted in docs/methods/*.md and docs/RESULTS.md that no bench experiment prints.
 
     .venv/bin/python scripts/measure_extras.py ni-mnist     # NeuronInspect settings on the MNIST models, seeds 0-2
+    .venv/bin/python scripts/measure_extras.py ni-1x1       # NeuronInspect on the 1x1 Table 2 model, seeds 0-2, c=2, family-wise
     .venv/bin/python scripts/measure_extras.py ni-gtsrb     # NeuronInspect on the GTSRB BadNets model; trigger-corner share
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
@@ -52,6 +53,22 @@ def ni_mnist() -> None:
         for kw in settings:
             rs = [get_detector("neuron_inspect", **kw).scan(_model(m), te, seed=s, progress=False) for s in (0, 1, 2)]
             print(m, kw, [(round(r.anomaly_index, 2), r.suspects) for r in rs], flush=True)
+
+
+def ni_1x1() -> None:
+    """NeuronInspect on the 1x1 Table 2 model at scan seeds 0-2, cutoff 2 and family-wise: the spare labels; the 4x4 one."""
+    from trojanscan.bench.zoo import badnets, get_or_train
+
+    m, _ = get_or_train("mnist_badnets1_t5", badnets("mnist", "5", size=1), f"{DATA}/mnist", MODELS, progress=False)
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    for kw in ({}, {"familywise": True}):
+        for s in (0, 1, 2):
+            r = get_detector("neuron_inspect", **kw).scan(m, te, seed=s, progress=False)
+            top = sorted(((c.anomaly_index, i) for i, c in enumerate(r.classes)), reverse=True)[:3]
+            print(kw, "seed", s, f"cutoff {r.cutoff:.2f}", r.suspects, "top three", [(i, round(a, 2)) for a, i in top],
+                  flush=True)
+    r4 = get_detector("neuron_inspect").scan(_model("mnist_badnets4_t5"), te, seed=0, progress=False)
+    print("mnist_badnets4_t5 seed 0:", f"{r4.anomaly_index:.2f}", r4.suspects, flush=True)
 
 
 def ni_gtsrb() -> None:
@@ -484,7 +501,7 @@ if __name__ == "__main__":
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
-            "null-rates": null_rates}
+            "null-rates": null_rates, "ni-1x1": ni_1x1}
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] != "inversion-noise"):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
