@@ -8,7 +8,7 @@
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
     .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
-    .venv/bin/python scripts/measure_extras.py patch-rounds # patching in rounds: unlearn each rescan's triggers too
+    .venv/bin/python scripts/measure_extras.py patch-rounds # one fine-tune per lr, rescan, a second round with its triggers
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -222,7 +222,7 @@ def patch_df() -> None:
 
 
 def patch_rounds() -> None:
-    """Patching in rounds: after each fine-tune, rescan the patched model and unlearn the rescan's triggers too."""
+    """One fine-tune per learning rate, a data-free rescan, then a second round with the rescan's triggers added."""
     from trojanscan.attacks import trojan_activation_rate
     from trojanscan.mitigation.defenses import generator_triggers
     from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
@@ -231,19 +231,18 @@ def patch_rounds() -> None:
     te, m, atk, det, rep, inv = _badnets_patch_setup()
     print("before", f"DF {rep.anomaly_index:.2f} {rep.suspects}", f"acc {accuracy(m, te):.4f}",
           f"TAR {trojan_activation_rate(m, te, atk.trigger, atk.labels):.4f}", flush=True)
-    for mode in ("cumulative", "latest"):
+    for lr in (1e-4, 3e-4, 5e-4, 1e-3):
         pool, cur = list(det.generators_), m
-        for r in range(1, 5):
-            res = finetune_with_triggers(cur, inv, additive_stamper(generator_triggers(pool), rep.suspects), teacher=m)
+        for r in (1, 2):  # as patch_deep_inspect(rounds=2), but the second round runs whatever the rescan says
+            res = finetune_with_triggers(cur, inv, additive_stamper(generator_triggers(pool), rep.suspects), lrs=(lr,),
+                                         teacher=m)
             cur = res.model
             d = get_detector("deep_inspect")
             after = d.scan(cur, None, seed=0, progress=False)
-            print(mode, "round", r, "lr", res.lr, f"acc {accuracy(cur, te):.4f}",
+            print(f"lr {lr:g} round {r}: acc {accuracy(cur, te):.4f}",
                   f"TAR {trojan_activation_rate(cur, te, atk.trigger, atk.labels):.4f}",
-                  f"DF after {after.anomaly_index:.2f} {after.suspects}",
-                  f"statistic of 5 {after.classes[5].statistic:.2f}, median "
-                  f"{float(torch.tensor([c.statistic for c in after.classes]).median()):.2f}", flush=True)
-            pool = pool + list(d.generators_) if mode == "cumulative" else list(d.generators_)
+                  f"rescan DF {after.anomaly_index:.2f} {after.suspects}", flush=True)
+            pool += list(d.generators_)
 
 
 def patch_why() -> None:
