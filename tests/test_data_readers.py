@@ -595,3 +595,50 @@ def test_registry_load_clean_data(tmp_path: Path, rng: np.random.Generator) -> N
         load_clean_data(tmp_path / "m.txt")
     with pytest.raises(InvalidInputError, match="does not exist"):
         load_clean_data(tmp_path / "none.npz")
+
+
+def test_clean_data_from_a_dataset_folder_is_its_test_split(tmp_path: Path, rng: np.random.Generator) -> None:
+    """``--data DIR`` with a dataset in its own layout: MNIST IDX, GTSRB's release, CIFAR-10 batches; split trees."""
+    from trojanscan.data.registry import dataset_folder_kind
+
+    mn = tmp_path / "mnist"
+    mn.mkdir()
+    write_mnist(mn, "train", rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8), np.array([1, 2, 3], np.uint8), gz=True)
+    write_mnist(mn, "test", rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8), np.array([7, 8], np.uint8), gz=True)
+    assert dataset_folder_kind(mn) == "mnist"
+    ds = load_clean_data(mn)
+    assert ds.y.tolist() == [7, 8] and ds.input_shape == (1, 28, 28)
+
+    gt = tmp_path / "gtsrb"
+    gt.mkdir()
+    train, test, exp = gtsrb_files(rng, {0: 2, 3: 2}, n_test=3, prefix="GTSRB/")
+    write_zip(gt / "GTSRB_Final_Training_Images.zip", train)
+    write_zip(gt / "GTSRB_Final_Test_Images.zip", test)
+    (gt / "GT-final_test.csv").write_bytes(exp["test_csv"])  # type: ignore[arg-type]
+    assert dataset_folder_kind(gt) == "gtsrb"
+    assert load_clean_data(gt, cache_dir=tmp_path / "c").y.tolist() == exp["test_y"]
+
+    cf = tmp_path / "cifar"
+    content = write_cifar_batches(cf, rng, n=2)
+    assert dataset_folder_kind(cf) == "cifar10"
+    assert load_clean_data(cf).y.tolist() == content["test_batch"][1]
+
+    # an image tree with train/ and test/ folders: the test split, not two classes called "test" and "train"
+    files, _ = image_folder_files(rng, ["x", "y"], 1, ["train", "test"], prefix="top/")
+    write_zip(tmp_path / "s.zip", files)
+    assert dataset_folder_kind(tmp_path / "s.zip") is None
+    s = load_clean_data(tmp_path / "s.zip")
+    assert s.y.tolist() == [0, 1] and s.class_names == ["x", "y"]
+    assert load_clean_data(tmp_path / "s.zip", split="train").y.tolist() == [0, 1]
+
+    # a plain folder of class folders is no dataset folder; split= does not apply to a dataset folder
+    assert dataset_folder_kind(tmp_path / "gtsrb" / "nothing") is None
+    with pytest.raises(InvalidInputError, match="test split"):
+        load_clean_data(mn, split="train")
+    # an MNIST folder without the test files is not taken for one (it is read as an image folder and refused)
+    only_train = tmp_path / "mnist_train_only"
+    only_train.mkdir()
+    write_mnist(only_train, "train", rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8), np.array([1, 2], np.uint8), gz=False)
+    assert dataset_folder_kind(only_train) is None
+    with pytest.raises(DataFormatError, match="no image files"):
+        load_clean_data(only_train)

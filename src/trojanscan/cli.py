@@ -57,7 +57,9 @@ def _check_out(path: Path, suffixes: tuple[str, ...], flag: str) -> None:
 def scan(
     model: Annotated[Path, typer.Argument(
         help="Model file: .safetensors (+ .json sidecar), TorchScript .pt, or ONNX .onnx (query-only)")],
-    data: Annotated[str, typer.Option(help="Clean data: a .npz file (x, y), an image folder, or 'none' (data-free)")] = "none",
+    data: Annotated[str, typer.Option(
+        help="Clean data: a .npz file (x, y), a dataset folder (MNIST IDX, GTSRB, CIFAR-10: its test split), "
+             "an image folder/zip, or 'none' (data-free)")] = "none",
     method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here")] = None,
@@ -306,7 +308,7 @@ def patch(
              "also writes <stem>.patch.json")],
     method: Annotated[str, typer.Option(help="deep_inspect (data-free) | neural_cleanse (unlearning)")] = "deep_inspect",
     report: Annotated[Path | None, typer.Option(help="A scan report whose config and seed to reuse")] = None,
-    data: Annotated[str, typer.Option(help="Clean data (.npz or folder) for neural_cleanse and for measuring "
+    data: Annotated[str, typer.Option(help="Clean data (.npz, dataset or image folder) for neural_cleanse and for measuring "
                                            "clean accuracy; 'none' = data-free")] = "none",
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs")] = 10,
     seed: Annotated[int, typer.Option(help="Seed")] = 0,

@@ -405,6 +405,13 @@ def _image_folder_index(tree: FileTree, split: str | None) -> tuple[list[str], l
     return [e[0] for e in entries], [e[1] for e in entries], classes
 
 
+def image_folder_splits(path: PathLike) -> set[str]:
+    """The split folders (``train``, ``test``) an ImageFolder tree or zip holds as ``[prefix/]<split>/<class>/<image>``."""
+    with FileTree(Path(path)) as tree:
+        return {parts[-3] for parts in (n.split("/") for n in tree.names() if _is_image(n))
+                if len(parts) >= 3 and parts[-3] in _SPLITS}
+
+
 def load_image_folder(
     path: PathLike,
     split: str | None = None,
@@ -627,10 +634,10 @@ def load_cifar10(
     batches = _python_batches_dir(d)
     if batches is not None:
         return _load_python_dir(batches, split)
-    for tar_name in ("cifar-10-python.tar.gz", "cifar-10-python.tgz"):
+    for tar_name in _CIFAR_TARS:
         if (d / tar_name).is_file():
             return _load_python_tar(d / tar_name, split)
-    for zip_name in ("CIFAR-10-images.zip", "cifar10.zip", "cifar-10.zip"):
+    for zip_name in _CIFAR_ZIPS:
         if (d / zip_name).is_file():
             return _cifar_image_folder(d / zip_name, split, size, cache_dir, use_cache)
     try:
@@ -640,6 +647,19 @@ def load_cifar10(
             f"{d}: no CIFAR-10 data found: expected cifar-10-batches-py/, cifar-10-python.tar.gz, "
             f"CIFAR-10-images.zip or an ImageFolder tree {split}/<class>/<image> ({exc})"
         ) from exc
+
+
+#: Archive names :func:`load_cifar10` finds by name inside ``data_dir``.
+_CIFAR_TARS = ("cifar-10-python.tar.gz", "cifar-10-python.tgz")
+_CIFAR_ZIPS = ("CIFAR-10-images.zip", "cifar10.zip", "cifar-10.zip")
+
+
+def has_cifar10_files(data_dir: PathLike) -> bool:
+    """Whether folder ``data_dir`` holds CIFAR-10 in a form :func:`load_cifar10` finds by name (python batches,
+    their tarball, or one of the named image zips); a bare ``train|test/<class>/`` tree is not counted."""
+    d = Path(data_dir)
+    return d.is_dir() and (_python_batches_dir(d) is not None
+                           or any((d / n).is_file() for n in (*_CIFAR_TARS, *_CIFAR_ZIPS)))
 
 
 def _cifar_image_folder(path: Path, split: str, size: int, cache_dir: PathLike | None, use_cache: bool) -> Dataset:

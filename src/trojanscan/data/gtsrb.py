@@ -162,6 +162,13 @@ class _Images:
         return self._prefix
 
 
+def has_gtsrb_split(data_dir: PathLike, split: str) -> bool:
+    """Whether ``data_dir`` holds GTSRB ``split`` images in the official layout (the zip or [GTSRB/]Final_*/Images/)."""
+    d, sub = Path(data_dir), _SUBDIR[split]
+    return d.is_dir() and ((d / _ZIPS[split]).is_file() or (d / sub / "Images").is_dir()
+                           or (d / "GTSRB" / sub / "Images").is_dir())
+
+
 def _open_images(d: Path, split: str) -> _Images:
     """Locate the Images folder of ``split``: an extracted folder first, else the official zip."""
     sub = _SUBDIR[split]

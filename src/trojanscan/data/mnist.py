@@ -95,6 +95,15 @@ def _find(data_dir: Path, stem: str) -> Path:
     )
 
 
+def has_mnist_split(data_dir: PathLike, split: str) -> bool:
+    """Whether ``data_dir`` (or its raw/, MNIST/raw/) holds the IDX images file of ``split``."""
+    try:
+        _find(Path(data_dir), MNIST_FILES[split][0])
+    except InvalidInputError:
+        return False
+    return True
+
+
 def load_mnist(data_dir: PathLike, split: str = "train") -> Dataset:
     """Read MNIST ``split`` ("train": 60,000 images; "test": 10,000) as float32 (N, 1, 28, 28) in [0, 1].
 

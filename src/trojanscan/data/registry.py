@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from trojanscan.data.base import Dataset
-from trojanscan.data.cifar import CIFAR10_CLASSES, load_cifar10, load_image_folder
-from trojanscan.data.gtsrb import GTSRB_CLASSES, load_gtsrb
-from trojanscan.data.mnist import load_mnist
+from trojanscan.data.cifar import CIFAR10_CLASSES, has_cifar10_files, image_folder_splits, load_cifar10, load_image_folder
+from trojanscan.data.gtsrb import GTSRB_CLASSES, has_gtsrb_split, load_gtsrb
+from trojanscan.data.mnist import has_mnist_split, load_mnist
 from trojanscan.data.npz import load_npz
 from trojanscan.errors import InvalidInputError
 from trojanscan.types import Shape3
 
-__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_clean_data", "load_dataset"]
+__all__ = ["DATASETS", "DatasetInfo", "dataset_folder_kind", "dataset_info", "load_clean_data", "load_dataset"]
 
 PathLike = str | os.PathLike[str]
 
@@ -89,11 +89,30 @@ def load_dataset(name: str, data_dir: PathLike, split: str = "train", **kwargs: 
     return info.loader(d, split, **kwargs)
 
 
-def load_clean_data(path: PathLike, **kwargs: Any) -> Dataset:
-    """Read the clean samples given to ``trojanscan scan --data``: a ``.npz`` file or an image folder/zip.
+def dataset_folder_kind(path: PathLike) -> str | None:
+    """The named dataset whose own file layout folder ``path`` holds with a test split (``mnist``: the IDX files,
+    ``gtsrb``: the official Final_Test images, ``cifar10``: python batches or a named archive), else None."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    if has_mnist_split(p, "test"):
+        return "mnist"
+    if has_gtsrb_split(p, "test"):
+        return "gtsrb"
+    if has_cifar10_files(p):
+        return "cifar10"
+    return None
 
-    An image folder holds ``<class>/<image>`` (labels by class) or loose images (labels -1);
-    ``kwargs`` (``size=``, ``split=``, ``cache_dir=``) go to :func:`load_image_folder`.
+
+def load_clean_data(path: PathLike, **kwargs: Any) -> Dataset:
+    """Read the clean samples given to ``trojanscan scan --data``: a ``.npz`` file, a dataset folder, or an image
+    folder/zip.
+
+    A folder in a named dataset's own layout (:func:`dataset_folder_kind`: MNIST IDX files, GTSRB's official
+    release, CIFAR-10's python batches) gives that dataset's **test** split. An image folder holds
+    ``<class>/<image>`` (labels by class) or loose images (labels -1); one with ``train/`` and ``test/`` split
+    folders gives ``test`` unless ``split=`` says otherwise. ``kwargs`` (``size=``, ``split=``, ``cache_dir=``) go
+    to the reader (:func:`load_image_folder`, or :func:`load_dataset` for a dataset folder, where ``split`` is fixed).
     """
     p = Path(path)
     if not p.exists():
@@ -102,9 +121,17 @@ def load_clean_data(path: PathLike, **kwargs: Any) -> Dataset:
         if kwargs:
             raise InvalidInputError(f"options {sorted(kwargs)} do not apply to an .npz file ({p}).")
         return load_npz(p)
+    kind = dataset_folder_kind(p)
+    if kind is not None:
+        if "split" in kwargs:
+            raise InvalidInputError(f"--data {str(p)!r} is a {kind} folder, read as its test split; split= does not apply.")
+        return load_dataset(kind, p, "test", **kwargs)
     if p.is_dir() or p.suffix.lower() == ".zip":
+        if "split" not in kwargs and "test" in image_folder_splits(p):
+            kwargs = {**kwargs, "split": "test"}
         return load_image_folder(p, **kwargs)
     raise InvalidInputError(
         f"--data {str(p)!r}: unsupported file type {p.suffix or '(none)'!r}; give a .npz file "
-        "(arrays x float32 (N, C, H, W) in [0, 1] and y) or a folder/zip of images."
+        "(arrays x float32 (N, C, H, W) in [0, 1] and y), a dataset folder (MNIST IDX, GTSRB, CIFAR-10) "
+        "or a folder/zip of images."
     )
