@@ -4,6 +4,7 @@
     .venv/bin/python scripts/measure_extras.py ni-1x1       # NeuronInspect on the 1x1 Table 2 model, seeds 0-2, c=2, family-wise
     .venv/bin/python scripts/measure_extras.py ni-gtsrb     # NeuronInspect on the GTSRB BadNets model; trigger-corner share
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
+    .venv/bin/python scripts/measure_extras.py di-repeats [MODEL ...]  # DeepInspect, 3 vs 10 generator runs, seeds 0-2
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
@@ -320,6 +321,21 @@ def inversion_rescue() -> None:
                   f"{rep.runtime_s:.0f} s", flush=True)
 
 
+def di_repeats() -> None:
+    """DeepInspect with 3 (our default) and 10 (the paper's) averaged generator runs, scan seeds 0-2: does averaging
+    more runs steady the verdict? Models: the arguments, default the three core MNIST models."""
+    which = sys.argv[2:] or ["mnist_clean_s0", "mnist_clean_s1", "mnist_badnets4_t5"]
+    for name in which:
+        for n in (3, 10):
+            for s in (0, 1, 2):
+                r = get_detector("deep_inspect", n_repeats=n).scan(_model(name), None, seed=s, progress=False)
+                low = sorted(range(len(r.classes)), key=lambda i: r.classes[i].statistic)[:3]
+                print(name, f"n_repeats {n} seed {s}: DF {r.anomaly_index:.2f} {r.suspects}", "three smallest",
+                      [(i, round(r.classes[i].statistic, 2)) for i in low],
+                      f"median {float(torch.tensor([c.statistic for c in r.classes]).median()):.2f}",
+                      f"({r.runtime_s:.0f} s)", flush=True)
+
+
 def inversion_noise() -> None:
     """Noise-robust rescue on the zoo's other-architecture models: the rescue (``rescue_below=0.5``) with Gaussian
     noise of std ``rescue_noise_std`` added to the images the model sees at every rescue step, so that the
@@ -500,7 +516,8 @@ if __name__ == "__main__":
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
-            "null-rates": null_rates, "ni-1x1": ni_1x1}
-    if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] != "inversion-noise"):
+            "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats}
+    takes_models = ("inversion-noise", "di-repeats")
+    if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
