@@ -10,6 +10,7 @@
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
     .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
     .venv/bin/python scripts/measure_extras.py patch-rounds # one fine-tune per lr, rescan, a second round with its triggers
+    .venv/bin/python scripts/measure_extras.py patch-targets # the target's substitutes carry the trigger; patch without them
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -244,6 +245,29 @@ def patch_rounds() -> None:
                   f"TAR {trojan_activation_rate(cur, te, atk.trigger, atk.labels):.4f}",
                   f"rescan DF {after.anomaly_index:.2f} {after.suspects}", flush=True)
             pool += list(d.generators_)
+
+
+def patch_targets() -> None:
+    """The flagged target's own substitutes carry the trigger: their brightness in the true trigger's square, and the
+    fine-tuning step with them dropped from the patching set (labels of the rest kept, as in patch_deep_inspect)."""
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+    from trojanscan.training import accuracy
+
+    te, m, atk, det, rep, inv = _badnets_patch_setup()
+    mask = atk.trigger.mask
+    bright = [float(((inv.x[inv.y == k] * mask).sum((1, 2, 3)) / mask.sum()).mean()) for k in range(m.num_classes)]
+    print("mean value in the trigger's 4x4 square, per class of the 20 inverted images:", [round(b, 3) for b in bright])
+    trig = generator_triggers(det.generators_)
+    kept = inv.subset(torch.nonzero(~torch.isin(inv.y, torch.tensor(rep.suspects))).flatten(), "no-target")
+    for name, data in (("all substitutes", inv), ("target's dropped", kept)):
+        for kw in ({"lrs": (1e-3,)}, {"lrs": (1e-3,), "seed": 1}, {"lrs": (2e-3,)}, {"lrs": (2e-3,), "seed": 1}):
+            r = finetune_with_triggers(m, data, additive_stamper(trig, rep.suspects), **kw)  # type: ignore[arg-type]
+            pred = r.model.predict(te.x)
+            print(name, kw, f"acc {accuracy(r.model, te):.4f}",
+                  f"TAR {trojan_activation_rate(r.model, te, atk.trigger, atk.labels):.4f}",
+                  f"recall of 5 {float((pred[te.y == 5] == 5).float().mean()):.3f}", flush=True)
 
 
 def patch_why() -> None:
@@ -512,7 +536,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
-            "patch-df": patch_df, "patch-rounds": patch_rounds, "patch-why": patch_why, "patch-anchor": patch_anchor,
+            "patch-df": patch_df, "patch-rounds": patch_rounds, "patch-targets": patch_targets,
+            "patch-why": patch_why, "patch-anchor": patch_anchor,
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
