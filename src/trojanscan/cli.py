@@ -428,7 +428,7 @@ def scan_zoo_cmd(
     truth: Annotated[Path | None, typer.Option(
         help="Ground truth JSON {file: {trojaned, targets}}; default: each model's <stem>.truth.json")] = None,
     data: Annotated[list[str] | None, typer.Option(
-        help="Clean data (.npz or image folder), one per input shape; repeat the option for several datasets")] = None,
+        help="Clean data (.npz, dataset or image folder), one per input shape; repeat it for several datasets")] = None,
     method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per CPU core)")] = None,
