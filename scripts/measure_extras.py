@@ -11,6 +11,7 @@
     .venv/bin/python scripts/measure_extras.py patch-df     # patching with triggers at random intensity, then DF rescan
     .venv/bin/python scripts/measure_extras.py patch-rounds # one fine-tune per lr, rescan, a second round with its triggers
     .venv/bin/python scripts/measure_extras.py patch-targets # the target's substitutes carry the trigger; patch without them
+    .venv/bin/python scripts/measure_extras.py patch-prune [MODEL ...]  # patching by pruning vs fine-tuning, rescan
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -286,6 +287,57 @@ def patch_targets() -> None:
                   flush=True)
 
 
+def _truth_attack(name: str):  # type: ignore[no-untyped-def]
+    """The true trigger and label mode of a model, from its ground-truth sidecar (benchmark only)."""
+    import json
+
+    from trojanscan.attacks.labels import LabelMode
+    from trojanscan.triggers import Trigger
+
+    t = json.loads(open(f"{MODELS}/{name}.truth.json").read())
+    lm = t["label_mode"]
+    return Trigger.from_dict(t["trigger"]), LabelMode(lm["kind"], tuple(lm["targets"]), lm["num_classes"])
+
+
+def patch_prune() -> None:
+    """DeepInspect patching by pruning the units its triggers drive (mitigation.pruning) vs its fine-tuning, with a
+    data-free rescan. Models: the arguments, default the trojaned MNIST models (scan seed 0, 20 inverted images per
+    class, seed 1, as patch_deep_inspect)."""
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.inversion import invert
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
+    from trojanscan.mitigation.pruning import prune_trigger_units
+    from trojanscan.training import accuracy
+
+    for name in sys.argv[2:] or ["mnist_badnets4_t5", "mnist_blend_t5", "mnist_multi3", "mnist_trojannn_t5"]:
+        dataset = name.split("_")[0]
+        te = load_dataset(dataset, f"{DATA}/{dataset}", "test")
+        m = _model(name)
+        trigger, labels = _truth_attack(name)
+        det = get_detector("deep_inspect")
+        rep = det.scan(m, None, seed=0, progress=False)
+        print(name, f"acc {accuracy(m, te):.4f} TAR {trojan_activation_rate(m, te, trigger, labels):.4f}",
+              f"DF {rep.anomaly_index:.2f} {rep.suspects}", flush=True)
+        if not rep.suspects:
+            continue
+        stamper = additive_stamper(generator_triggers(det.generators_), rep.suspects)
+        inv = invert(m, n_per_class=20, seed=1).data
+        runs = [("prune", {"cutoff": c}) for c in (3.0, 2.0, 5.0)] + [("finetune", {})]
+        for how, kw in runs if name == "mnist_badnets4_t5" else runs[:1] + runs[-1:]:
+            if how == "prune":
+                r = prune_trigger_units(m, inv, stamper, rep.suspects, **kw)  # type: ignore[arg-type]
+                what = (f"pruned {r.pruning['pruned']} of {r.pruning['outliers']} outliers "
+                        f"(held-out agreement {r.pruning['holdout_agreement']:.3f})")
+            else:
+                r = finetune_with_triggers(m, inv, stamper, **kw)
+                what = f"lr {r.lr:g}"
+            after = get_detector("deep_inspect").scan(r.model, None, seed=0, progress=False)
+            print(f"  {how} {kw} {what}: acc {accuracy(r.model, te):.4f}",
+                  f"TAR {trojan_activation_rate(r.model, te, trigger, labels):.4f}",
+                  f"rescan DF {after.anomaly_index:.2f} {after.suspects} ({r.seconds:.0f} s)", flush=True)
+
+
 def patch_why() -> None:
     """Where the plain patch loses accuracy (recall per class) and where DeepInspect's triggers for 5 lie."""
     from trojanscan.inversion import invert
@@ -553,12 +605,12 @@ if __name__ == "__main__":
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-rounds": patch_rounds, "patch-targets": patch_targets,
-            "patch-why": patch_why, "patch-anchor": patch_anchor,
+            "patch-why": patch_why, "patch-prune": patch_prune, "patch-anchor": patch_anchor,
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats}
-    takes_models = ("inversion-noise", "di-repeats")
+    takes_models = ("inversion-noise", "di-repeats", "patch-prune")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

@@ -206,6 +206,10 @@ def test_patch_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest
     ts.parent.mkdir()
     export_torchscript(load_model(m), ts)
     _assert_bad(["patch", str(ts), "--out", out], capsys, "write TorchScript instead: --out", tmp_path)
+    _assert_bad(["patch", m, "--out", out, "--strategy", "fine-tune"], capsys, "strategy must be one of", tmp_path)
+    # pruning hooks hidden layers, which TorchScript does not allow: refused before any scan, with the fix
+    _assert_bad(["patch", str(ts), "--out", str(tmp_path / "p.pt"), "--strategy", "prune"], capsys,
+                "--strategy finetune", tmp_path)
 
 
 def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, digits, tmp_path: Path,  # type: ignore[no-untyped-def]

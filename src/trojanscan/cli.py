@@ -317,6 +317,9 @@ def patch(
     rounds: Annotated[int, typer.Option(
         help="deep_inspect: up to this many patch-and-rescan rounds, stopping once the rescan no longer flags a "
              "target (1 = the paper's single fine-tune)")] = 1,
+    strategy: Annotated[str, typer.Option(
+        help="finetune (the papers: fine-tune on stamped images, labels kept) | prune (cut the hidden units the "
+             "recovered triggers drive; needs a dense layer and a non-TorchScript model)")] = "finetune",
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(
@@ -324,7 +327,7 @@ def patch(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Patch a trojaned model: fine-tune on triggered inputs with their correct labels; print before/after."""
-    from trojanscan.mitigation.defenses import patch_deep_inspect, patch_neural_cleanse, require_weights
+    from trojanscan.mitigation.defenses import check_strategy, patch_deep_inspect, patch_neural_cleanse, require_weights
     from trojanscan.models import export_torchscript, load_model, save_model
     from trojanscan.report.scan_report import ScanReport
 
@@ -337,6 +340,7 @@ def patch(
         raise InvalidInputError(f"--rounds must be >= 1; got {rounds}")
     if rounds > 1 and method != "deep_inspect":
         raise InvalidInputError(f"--rounds applies to --method deep_inspect only; got --method {method}")
+    check_strategy(strategy)
     params: dict[str, Any] = {}
     if report is not None:
         rep = ScanReport.load_json(report)
@@ -365,10 +369,10 @@ def patch(
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     if method == "deep_inspect":
         res = patch_deep_inspect(clf, params=params, seed=seed, epochs=epochs, eval_data=clean, distill=distill,
-                                 rounds=rounds, progress=progress, log=log)
+                                 rounds=rounds, strategy=strategy, progress=progress, log=log)
     else:
         res = patch_neural_cleanse(clf, clean, params=params, seed=seed, epochs=epochs, eval_data=clean,
-                                   distill=distill, progress=progress, log=log)
+                                   distill=distill, strategy=strategy, progress=progress, log=log)
     prov = {**clf.metadata.get("provenance", {}), "patched": {"from_sha256": clf.metadata.get("sha256"),
                                                               **res.summary()}}
     res.patch.model.metadata = {**clf.metadata, "provenance": prov}

@@ -28,6 +28,7 @@ from trojanscan.mitigation.patching import (
     finetune_with_triggers,
     mask_stamper,
 )
+from trojanscan.mitigation.pruning import prune_trigger_units, pruning_layer
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ScanReport
 from trojanscan.training import accuracy
@@ -48,8 +49,10 @@ class PatchOutcome:
     def summary(self) -> dict[str, Any]:
         return {
             "method": self.method,
+            "strategy": "prune" if self.patch.pruning else "finetune",
             "targets": self.before.suspects,
             "chosen_lr": self.patch.lr,
+            "pruning": self.patch.pruning,
             "holdout": {str(k): v for k, v in self.patch.candidates.items()},
             "before": {"verdict": self.before.verdict, "anomaly_index": self.before.anomaly_index,
                        "suspects": self.before.suspects},
@@ -73,6 +76,16 @@ def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | No
     if eval_data is None or bool((eval_data.y < 0).any()):
         return {}
     return {"clean_acc_before": accuracy(before, eval_data), "clean_acc_after": accuracy(after, eval_data)}
+
+
+#: How a patch removes the trigger: the papers' fine-tuning, or pruning the units the trigger drives (ours).
+STRATEGIES = ("finetune", "prune")
+
+
+def check_strategy(strategy: str) -> str:
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+    return strategy
 
 
 def _distill_terms(on: bool) -> dict[str, Any]:
@@ -105,7 +118,8 @@ def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torc
 def patch_deep_inspect(
     model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 20,
     epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True, rounds: int = 1,
-    progress: bool = True, log: Callable[[str], None] | None = None,
+    strategy: str = "finetune", scanned: tuple[Any, ScanReport] | None = None, progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """DeepInspect patching (§5) with no clean data; ``eval_data`` (optional) only measures clean accuracy.
 
@@ -114,12 +128,23 @@ def patch_deep_inspect(
     rescanned; while the rescan still flags one of the first scan's targets, the next round fine-tunes the
     patched model again with the triggers of every scan so far (the rescan's generators find what the patch
     left working), distilled towards the *original* model. The outcome's ``after`` is the last rescan.
+    ``strategy``: ``"finetune"`` (the paper) or ``"prune"`` (:func:`~trojanscan.mitigation.pruning.prune_trigger_units`
+    with G's triggers on the same inverted data; ``epochs`` and ``distill`` then do not apply). ``scanned``: a
+    DeepInspect detector that has already scanned ``model`` (with ``params`` and ``seed``) and its report, used
+    instead of scanning again (to compare strategies on one scan).
     """
     require_weights(model)
+    if check_strategy(strategy) == "prune":
+        pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise InvalidInputError(f"rounds must be an integer >= 1; got {rounds!r}")
-    det = get_detector("deep_inspect", **(params or {}))
-    before = det.scan(model, None, seed=seed, progress=progress)
+    if scanned is None:
+        det = get_detector("deep_inspect", **(params or {}))
+        before = det.scan(model, None, seed=seed, progress=progress)
+    else:
+        det, before = scanned
+        if before.method != "deep_inspect":
+            raise InvalidInputError(f"scanned must hold a deep_inspect scan; got {before.method!r}")
     if not before.suspects:
         raise InvalidInputError("DeepInspect flags no target: nothing to patch")
     gens = list(getattr(det, "generators_", []))
@@ -130,16 +155,21 @@ def patch_deep_inspect(
     targets = list(before.suspects)
     current, history, seconds = model, [], 0.0
     for r in range(1, rounds + 1):
-        res = finetune_with_triggers(current, inv, additive_stamper(generator_triggers(gens), targets),
-                                     stamp_fraction=0.15, holdout_fraction=0.1, epochs=epochs, seed=seed,
-                                     teacher=model, progress=progress, log=log, **_distill_terms(distill))
+        stamper = additive_stamper(generator_triggers(gens), targets)
+        if strategy == "prune":
+            res = prune_trigger_units(current, inv, stamper, targets, seed=seed, log=log)
+        else:
+            res = finetune_with_triggers(current, inv, stamper, stamp_fraction=0.15, holdout_fraction=0.1,
+                                         epochs=epochs, seed=seed, teacher=model, progress=progress, log=log,
+                                         **_distill_terms(distill))
         seconds += res.seconds
         rescan = get_detector("deep_inspect", **(params or {}))
         after = rescan.scan(res.model, None, seed=seed, progress=progress)
-        history.append({"round": r, "lr": res.lr, "anomaly_index": after.anomaly_index, "suspects": after.suspects,
-                        "seconds": res.seconds})
+        how = f"lr {res.lr:g}" if res.lr is not None else f"{res.pruning['pruned']} units pruned"
+        history.append({"round": r, "lr": res.lr, "pruned": res.pruning.get("pruned"),
+                        "anomaly_index": after.anomaly_index, "suspects": after.suspects, "seconds": res.seconds})
         if log is not None:
-            log(f"patch round {r}: lr {res.lr:g}, rescan {after.verdict} {after.suspects} "
+            log(f"patch round {r}: {how}, rescan {after.verdict} {after.suspects} "
                 f"index {after.anomaly_index:.2f}")
         current = res.model
         if not set(after.suspects) & set(targets):
@@ -152,12 +182,16 @@ def patch_deep_inspect(
 def patch_neural_cleanse(
     model: Classifier, data: Dataset | None, *, params: dict[str, Any] | None = None, seed: int = 0,
     n_per_class: int = 20, epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True,
-    progress: bool = True, log: Callable[[str], None] | None = None,
+    strategy: str = "finetune", progress: bool = True, log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers.
 
-    ``distill`` as in :func:`patch_deep_inspect` (False: Neural Cleanse's plain unlearning)."""
+    ``distill`` as in :func:`patch_deep_inspect` (False: Neural Cleanse's plain unlearning). ``strategy="prune"``:
+    Neural Cleanse's other patch (§VI-B, neuron pruning), through :func:`~trojanscan.mitigation.pruning.prune_trigger_units`
+    with the reversed triggers."""
     require_weights(model)
+    if check_strategy(strategy) == "prune":
+        pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
     det = get_detector("neural_cleanse", **(params or {}))
     before = det.scan(model, data, seed=seed, progress=progress)
     if not before.suspects:
@@ -165,8 +199,11 @@ def patch_neural_cleanse(
     masks, patterns = det.artifacts_["masks"], det.artifacts_["patterns"]
     fit = data if data is not None and not bool((data.y < 0).any()) else invert(
         model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
-    res = finetune_with_triggers(model, fit, mask_stamper(masks, patterns, before.suspects), stamp_fraction=0.2,
-                                 holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress, log=log,
-                                 **_distill_terms(distill))
+    stamper = mask_stamper(masks, patterns, before.suspects)
+    if strategy == "prune":
+        res = prune_trigger_units(model, fit, stamper, before.suspects, seed=seed, log=log)
+    else:
+        res = finetune_with_triggers(model, fit, stamper, stamp_fraction=0.2, holdout_fraction=0.1, epochs=epochs,
+                                     seed=seed, progress=progress, log=log, **_distill_terms(distill))
     after = get_detector("neural_cleanse", **(params or {})).scan(res.model, data, seed=seed, progress=progress)
     return PatchOutcome("neural_cleanse", before, after, res, _eval_metrics(model, res.model, eval_data))

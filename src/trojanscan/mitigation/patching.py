@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,12 +83,16 @@ def mask_stamper(masks: torch.Tensor, patterns: torch.Tensor, targets: Sequence[
 
 @dataclass
 class PatchResult:
-    """The patched copy, the chosen learning rate and the held-out scores of every candidate."""
+    """The patched copy, the chosen learning rate and the held-out scores of every candidate.
+
+    ``lr`` is ``None`` for a patch by pruning (``mitigation.pruning``), whose ``pruning`` says what was cut.
+    """
 
     model: Classifier
-    lr: float
+    lr: float | None
     candidates: dict[float, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    pruning: dict[str, Any] = field(default_factory=dict)
 
 
 #: Default weights of the clean-accuracy terms (module docstring): distillation, mixup distillation, noise std.
