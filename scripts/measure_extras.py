@@ -328,7 +328,7 @@ def patch_prune() -> None:
             if how == "prune":
                 r = prune_trigger_units(m, inv, stamper, rep.suspects, **kw)  # type: ignore[arg-type]
                 what = (f"pruned {r.pruning['pruned']} of {r.pruning['outliers']} outliers "
-                        f"(held-out agreement {r.pruning['holdout_agreement']:.3f})")
+                        f"(agreement {r.pruning['agreement']:.3f})")
             else:
                 r = finetune_with_triggers(m, inv, stamper, **kw)
                 what = f"lr {r.lr:g}"

@@ -62,6 +62,12 @@ def test_runner_caches_models_and_scans_and_filters_detectors(tmp_path: Path) ->
     fw = ctx.scan("syn_badnets_t5", model, "neuron_inspect", ctx.clean_data("synthetic"), params={"familywise": True})
     assert sorted((out / "scans").iterdir()) == scans
     assert fw.cutoff > plain.cutoff == 2.0 and [c.anomaly_index for c in fw.classes] == [c.anomaly_index for c in plain.classes]
+    # the clean sample and the test images outside it split the test set
+    small = Context(tmp_path, out, progress=False, n_clean=20)
+    clean, unseen = small.clean_data("synthetic"), small.unseen_test("synthetic")
+    rows_of = lambda d: {tuple(v) for v in d.x.flatten(1).tolist()}  # noqa: E731
+    assert len(clean) == 20 and len(unseen) > 20 and not rows_of(clean) & rows_of(unseen)
+    assert len(rows_of(clean) | rows_of(unseen)) == len(clean) + len(unseen)
 
 
 def test_models_filter_computes_only_matching_rows_and_reads_the_rest_from_the_cache(tmp_path: Path) -> None:

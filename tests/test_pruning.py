@@ -125,12 +125,21 @@ def test_robust_z_with_no_spread() -> None:
 
 
 def test_patch_deep_inspect_by_pruning(trojaned_model) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from trojanscan.detectors import get_detector
     from trojanscan.mitigation.defenses import patch_deep_inspect
 
     model = trojaned_model.model
     w0 = {k: v.clone() for k, v in model.state_dict().items()}
     params = {"inversion_steps": 20, "steps": 60, "n_samples": 4, "n_attack": 10, "n_repeats": 1, "cutoff": 0.5}
-    out = patch_deep_inspect(model, params=params, n_per_class=6, strategy="prune", progress=False)
+    det = get_detector("deep_inspect", **params)
+    rep = det.scan(model, None, seed=0, progress=False)
+    out = patch_deep_inspect(model, params=params, n_per_class=6, strategy="prune", scanned=(det, rep), progress=False)
+    assert out.before is rep  # the given scan, not a new one
+    with pytest.raises(InvalidInputError, match="deep_inspect scan"):
+        patch_deep_inspect(model, params=params, scanned=(det, dataclasses.replace(rep, method="neural_cleanse")),
+                           progress=False)
     assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items()), "input model modified"
     s = out.summary()
     assert s["strategy"] == "prune" and s["chosen_lr"] is None and s["pruning"]["pruned"] == out.rounds[0]["pruned"]

@@ -81,11 +81,20 @@ class Context:
         path = export_onnx(model, self.out / "onnx" / f"{name}.onnx")
         return load_model(path, **query)
 
+    def _clean_index(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(1234))[: self.n_clean]
+
     def clean_data(self, dataset: str) -> Dataset:
+        """The ``n_clean`` seeded test images given to the detectors that use clean data."""
         test = zoo.dataset(dataset, self.data_dir / dataset, "test")
-        g = torch.Generator().manual_seed(1234)
-        idx = torch.randperm(len(test), generator=g)[: self.n_clean]
-        return test.subset(idx, f"{dataset} clean sample")
+        return test.subset(self._clean_index(len(test)), f"{dataset} clean sample")
+
+    def unseen_test(self, dataset: str) -> Dataset:
+        """The test images outside :meth:`clean_data` (for measuring a model patched on that sample)."""
+        test = zoo.dataset(dataset, self.data_dir / dataset, "test")
+        unseen = torch.ones(len(test), dtype=torch.bool)
+        unseen[self._clean_index(len(test))] = False
+        return test.subset(torch.nonzero(unseen).flatten(), f"{dataset} test outside the clean sample")
 
     @overload
     def scan(self, model_name: str, model: Classifier, detector: str, data: Dataset | None, *, seed: int = 0,

@@ -182,18 +182,25 @@ def patch_deep_inspect(
 def patch_neural_cleanse(
     model: Classifier, data: Dataset | None, *, params: dict[str, Any] | None = None, seed: int = 0,
     n_per_class: int = 20, epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True,
-    strategy: str = "finetune", progress: bool = True, log: Callable[[str], None] | None = None,
+    strategy: str = "finetune", scanned: tuple[Any, ScanReport] | None = None, progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers.
 
     ``distill`` as in :func:`patch_deep_inspect` (False: Neural Cleanse's plain unlearning). ``strategy="prune"``:
     Neural Cleanse's other patch (§VI-B, neuron pruning), through :func:`~trojanscan.mitigation.pruning.prune_trigger_units`
-    with the reversed triggers."""
+    with the reversed triggers. ``scanned``: as in :func:`patch_deep_inspect`, a Neural Cleanse detector that has
+    scanned ``model`` on ``data`` and its report."""
     require_weights(model)
     if check_strategy(strategy) == "prune":
         pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
-    det = get_detector("neural_cleanse", **(params or {}))
-    before = det.scan(model, data, seed=seed, progress=progress)
+    if scanned is None:
+        det = get_detector("neural_cleanse", **(params or {}))
+        before = det.scan(model, data, seed=seed, progress=progress)
+    else:
+        det, before = scanned
+        if before.method != "neural_cleanse":
+            raise InvalidInputError(f"scanned must hold a neural_cleanse scan; got {before.method!r}")
     if not before.suspects:
         raise InvalidInputError("Neural Cleanse flags no target: nothing to patch")
     masks, patterns = det.artifacts_["masks"], det.artifacts_["patterns"]
