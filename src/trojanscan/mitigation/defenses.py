@@ -95,6 +95,21 @@ def _distill_terms(on: bool) -> dict[str, Any]:
     return dict(zip(("distill", "mixup_distill", "noise"), w, strict=True))
 
 
+def _first_scan(method: str, model: Classifier, data: Dataset | None, params: dict[str, Any] | None, seed: int,
+                scanned: tuple[Any, ScanReport] | None, progress: bool) -> tuple[Any, ScanReport]:
+    """The detector and report a patch starts from: ``scanned`` if given (checked), else a fresh scan."""
+    if scanned is None:
+        det = get_detector(method, **(params or {}))
+        before = det.scan(model, data, seed=seed, progress=progress)
+    else:
+        det, before = scanned
+        if before.method != method:
+            raise InvalidInputError(f"scanned must hold a {method} scan; got {before.method!r}")
+    if not before.suspects:
+        raise InvalidInputError(f"{before.method} flags no target: nothing to patch")
+    return det, before
+
+
 def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """``triggers(t, g)``: one trigger ``G_i(z, t_j)`` per label, ``G_i`` drawn at random among ``generators``
     (a scan's ``n_repeats`` generators: more diverse triggers) and fresh noise ``z``."""
@@ -138,15 +153,7 @@ def patch_deep_inspect(
         pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise InvalidInputError(f"rounds must be an integer >= 1; got {rounds!r}")
-    if scanned is None:
-        det = get_detector("deep_inspect", **(params or {}))
-        before = det.scan(model, None, seed=seed, progress=progress)
-    else:
-        det, before = scanned
-        if before.method != "deep_inspect":
-            raise InvalidInputError(f"scanned must hold a deep_inspect scan; got {before.method!r}")
-    if not before.suspects:
-        raise InvalidInputError("DeepInspect flags no target: nothing to patch")
+    det, before = _first_scan("deep_inspect", model, None, params, seed, scanned, progress)
     gens = list(getattr(det, "generators_", []))
     if not gens:
         raise RuntimeError("internal error: DeepInspect did not keep its generators")
@@ -194,15 +201,7 @@ def patch_neural_cleanse(
     require_weights(model)
     if check_strategy(strategy) == "prune":
         pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
-    if scanned is None:
-        det = get_detector("neural_cleanse", **(params or {}))
-        before = det.scan(model, data, seed=seed, progress=progress)
-    else:
-        det, before = scanned
-        if before.method != "neural_cleanse":
-            raise InvalidInputError(f"scanned must hold a neural_cleanse scan; got {before.method!r}")
-    if not before.suspects:
-        raise InvalidInputError("Neural Cleanse flags no target: nothing to patch")
+    det, before = _first_scan("neural_cleanse", model, data, params, seed, scanned, progress)
     masks, patterns = det.artifacts_["masks"], det.artifacts_["patterns"]
     fit = data if data is not None and not bool((data.y < 0).any()) else invert(
         model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
