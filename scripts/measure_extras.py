@@ -12,6 +12,7 @@
     .venv/bin/python scripts/measure_extras.py patch-rounds # one fine-tune per lr, rescan, a second round with its triggers
     .venv/bin/python scripts/measure_extras.py patch-targets # the target's substitutes carry the trigger; patch without them
     .venv/bin/python scripts/measure_extras.py patch-prune [MODEL ...]  # patching by pruning vs fine-tuning, rescan
+    .venv/bin/python scripts/measure_extras.py prune-layer  # pruning at the first vs the last dense layer's input
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -338,6 +339,35 @@ def patch_prune() -> None:
                   f"rescan DF {after.anomaly_index:.2f} {after.suspects} ({r.seconds:.0f} s)", flush=True)
 
 
+def prune_layer() -> None:
+    """Which layer to prune: the 16-128 units of largest activation gap (stamped minus clean substitutes) cut at the
+    first dense layer's input (the flattened feature map, mitigation.pruning's choice) or at the last one's (the
+    penultimate layer, Neural Cleanse's), on mnist_badnets4_t5 with DeepInspect's triggers (as patch-prune)."""
+    import torch.nn as nn
+
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.mitigation.defenses import generator_triggers
+    from trojanscan.mitigation.patching import additive_stamper
+    from trojanscan.mitigation.pruning import unit_activations
+    from trojanscan.models.classifier import clone_classifier
+    from trojanscan.training import accuracy
+
+    te, m, atk, det, rep, inv = _badnets_patch_setup()
+    stamper = additive_stamper(generator_triggers(det.generators_), rep.suspects)
+    stamped = stamper(inv.x, torch.Generator().manual_seed(0))
+    dense = [name for name, mod in m.module.named_modules() if isinstance(mod, nn.Linear)]
+    for where, name in (("first dense layer's input", dense[0]), ("last dense layer's input", dense[-1])):
+        layer = dict(m.module.named_modules())[name]
+        gap = (unit_activations(m, layer, stamped) - unit_activations(m, layer, inv.x)).mean(0)
+        order = gap.argsort(descending=True)
+        for k in (16, 32, 64, 128):
+            pm = clone_classifier(m)
+            with torch.no_grad():
+                dict(pm.module.named_modules())[name].weight[:, order[:k]] = 0  # type: ignore[index]
+            print(f"{where} ({name}, {gap.numel()} units), top {k} cut: acc {accuracy(pm, te):.4f}",
+                  f"TAR {trojan_activation_rate(pm, te, atk.trigger, atk.labels):.4f}", flush=True)
+
+
 def patch_why() -> None:
     """Where the plain patch loses accuracy (recall per class) and where DeepInspect's triggers for 5 lie."""
     from trojanscan.inversion import invert
@@ -605,7 +635,7 @@ if __name__ == "__main__":
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-rounds": patch_rounds, "patch-targets": patch_targets,
-            "patch-why": patch_why, "patch-prune": patch_prune, "patch-anchor": patch_anchor,
+            "patch-why": patch_why, "patch-prune": patch_prune, "prune-layer": prune_layer, "patch-anchor": patch_anchor,
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,

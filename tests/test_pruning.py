@@ -143,6 +143,14 @@ def test_patch_deep_inspect_by_pruning(trojaned_model) -> None:  # type: ignore[
     assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items()), "input model modified"
     s = out.summary()
     assert s["strategy"] == "prune" and s["chosen_lr"] is None and s["pruning"]["pruned"] == out.rounds[0]["pruned"]
+    # auto: prune where the network allows it, fine-tune where it does not (TorchScript)
+    from trojanscan.mitigation.defenses import resolve_strategy
+
+    assert resolve_strategy("auto", model) == "prune" and resolve_strategy("finetune", model) == "finetune"
+    scripted = Classifier(torch.jit.script(model.module), (1, 28, 28), 10)
+    assert resolve_strategy("auto", scripted) == "finetune"
+    with pytest.raises(WhiteBoxRequiredError, match="--strategy finetune"):
+        resolve_strategy("prune", scripted)
     for bad in ("fine-tune", "", None):
         with pytest.raises(InvalidInputError, match="strategy"):
             patch_deep_inspect(model, params=params, strategy=bad, progress=False)  # type: ignore[arg-type]

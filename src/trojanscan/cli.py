@@ -319,7 +319,8 @@ def patch(
              "target (1 = the paper's single fine-tune)")] = 1,
     strategy: Annotated[str, typer.Option(
         help="finetune (the papers: fine-tune on stamped images, labels kept) | prune (cut the hidden units the "
-             "recovered triggers drive; needs a dense layer and a non-TorchScript model)")] = "finetune",
+             "recovered triggers drive; needs a dense layer and a non-TorchScript model) | auto (prune where the "
+             "network allows it, else finetune)")] = "finetune",
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(

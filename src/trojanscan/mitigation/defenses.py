@@ -78,14 +78,28 @@ def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | No
     return {"clean_acc_before": accuracy(before, eval_data), "clean_acc_after": accuracy(after, eval_data)}
 
 
-#: How a patch removes the trigger: the papers' fine-tuning, or pruning the units the trigger drives (ours).
-STRATEGIES = ("finetune", "prune")
+#: How a patch removes the trigger: the papers' fine-tuning, pruning the units the trigger drives (ours), or
+#: ``auto``: pruning where the network allows it (a dense layer after the first, hookable layers), else fine-tuning.
+STRATEGIES = ("auto", "finetune", "prune")
 
 
 def check_strategy(strategy: str) -> str:
     if strategy not in STRATEGIES:
         raise InvalidInputError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
     return strategy
+
+
+def resolve_strategy(strategy: str, model: Classifier) -> str:
+    """``finetune`` or ``prune`` for ``model``; ``prune`` on a network it cannot prune raises (before any scan)."""
+    if check_strategy(strategy) == "finetune":
+        return strategy
+    try:
+        pruning_layer(model)
+    except InvalidInputError:
+        if strategy == "prune":
+            raise
+        return "finetune"
+    return "prune"
 
 
 def _distill_terms(on: bool) -> dict[str, Any]:
@@ -143,14 +157,14 @@ def patch_deep_inspect(
     rescanned; while the rescan still flags one of the first scan's targets, the next round fine-tunes the
     patched model again with the triggers of every scan so far (the rescan's generators find what the patch
     left working), distilled towards the *original* model. The outcome's ``after`` is the last rescan.
-    ``strategy``: ``"finetune"`` (the paper) or ``"prune"`` (:func:`~trojanscan.mitigation.pruning.prune_trigger_units`
-    with G's triggers on the same inverted data; ``epochs`` and ``distill`` then do not apply). ``scanned``: a
+    ``strategy``: ``"finetune"`` (the paper), ``"prune"`` (:func:`~trojanscan.mitigation.pruning.prune_trigger_units`
+    with G's triggers on the same inverted data; ``epochs`` and ``distill`` then do not apply) or ``"auto"``
+    (:func:`resolve_strategy`: prune where the network allows it, else fine-tune). ``scanned``: a
     DeepInspect detector that has already scanned ``model`` (with ``params`` and ``seed``) and its report, used
     instead of scanning again (to compare strategies on one scan).
     """
     require_weights(model)
-    if check_strategy(strategy) == "prune":
-        pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
+    strategy = resolve_strategy(strategy, model)  # refuse a network it cannot prune before minutes of scanning
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise InvalidInputError(f"rounds must be an integer >= 1; got {rounds!r}")
     det, before = _first_scan("deep_inspect", model, None, params, seed, scanned, progress)
@@ -199,8 +213,7 @@ def patch_neural_cleanse(
     with the reversed triggers. ``scanned``: as in :func:`patch_deep_inspect`, a Neural Cleanse detector that has
     scanned ``model`` on ``data`` and its report."""
     require_weights(model)
-    if check_strategy(strategy) == "prune":
-        pruning_layer(model)  # refuse a network it cannot prune before minutes of scanning
+    strategy = resolve_strategy(strategy, model)  # refuse a network it cannot prune before minutes of scanning
     det, before = _first_scan("neural_cleanse", model, data, params, seed, scanned, progress)
     masks, patterns = det.artifacts_["masks"], det.artifacts_["patterns"]
     fit = data if data is not None and not bool((data.y < 0).any()) else invert(
