@@ -215,6 +215,7 @@ def test_patch_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest
 def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, digits, tmp_path: Path,  # type: ignore[no-untyped-def]
                                         capsys: pytest.CaptureFixture[str]) -> None:
     from trojanscan.detectors import get_detector
+    from trojanscan.models import load_model
 
     # short Neural Cleanse runs rank the target first on this tiny model, at a lower cutoff (plumbing test)
     fast = {"epochs": 12, "steps_per_epoch": 6, "patience": 2, "early_stop_patience": 4, "cutoff": 1.2}
@@ -230,9 +231,19 @@ def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, 
     assert out.is_file() and out.with_suffix(".patch.json").is_file()
     summary = json.loads(out.with_suffix(".patch.json").read_text())
     assert summary["method"] == "neural_cleanse" and summary["targets"] == [5]
-    assert "before: trojaned" in text and "patched model:" in text
+    assert summary["strategy"] == "finetune" and "before: trojaned" in text and "patched model:" in text
+    # the same scan's triggers, pruning instead (Neural Cleanse's neuron pruning, our layer and rule)
+    pruned = tmp_path / "pruned.safetensors"
+    code, text_p, err = _run(["patch", str(files["trojaned"]), "--out", str(pruned), "--method", "neural_cleanse",
+                              "--report", str(tmp_path / "r.json"), "--data", str(files["npz"]), "--strategy", "prune",
+                              "--no-progress"], capsys)
+    assert code == 0, err
+    s_p = json.loads(pruned.with_suffix(".patch.json").read_text())
+    assert s_p["strategy"] == "prune" and s_p["chosen_lr"] is None and s_p["pruning"]["layer"]
+    assert f"pruned {s_p['pruning']['pruned']} of {s_p['pruning']['units']} units" in text_p
+    assert load_model(pruned).num_classes == 10
     # the same from a TorchScript file, written back as TorchScript (sidecar-less input: --input-shape)
-    from trojanscan.models import export_torchscript, load_model
+    from trojanscan.models import export_torchscript
 
     export_torchscript(load_model(files["trojaned"]), tmp_path / "ts.pt", with_sidecar=False)
     code, text_ts, err = _run(["patch", str(tmp_path / "ts.pt"), "--input-shape", "1,28,28", "--out",

@@ -327,7 +327,8 @@ def patch(
         help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
-    """Patch a trojaned model: fine-tune on triggered inputs with their correct labels; print before/after."""
+    """Patch a trojaned model: fine-tune on triggered inputs with their correct labels, or prune the units the
+    recovered triggers drive; print before/after."""
     from trojanscan.mitigation.defenses import check_strategy, patch_deep_inspect, patch_neural_cleanse, require_weights
     from trojanscan.models import export_torchscript, load_model, save_model
     from trojanscan.report.scan_report import ScanReport
@@ -388,6 +389,9 @@ def patch(
     typer.echo(f"before: {b.verdict} suspects {b.suspects} index {b.anomaly_index:.2f}")
     typer.echo(f"after:  {a.verdict} suspects {a.suspects} index {a.anomaly_index:.2f}"
                + (f" ({len(res.rounds)} rounds)" if len(res.rounds) > 1 else ""))
+    pr = res.patch.pruning
+    typer.echo(f"patch:  pruned {pr['pruned']} of {pr['units']} units at {pr['layer']}" if pr
+               else f"patch:  fine-tuned, lr {res.patch.lr:g}")
     for k, v in res.metrics.items():
         typer.echo(f"  {k}: {v:.4f}")
     typer.echo(f"patched model: {out}")
