@@ -13,6 +13,7 @@
     .venv/bin/python scripts/measure_extras.py patch-targets # the target's substitutes carry the trigger; patch without them
     .venv/bin/python scripts/measure_extras.py patch-prune [MODEL ...]  # patching by pruning vs fine-tuning, rescan
     .venv/bin/python scripts/measure_extras.py prune-layer  # pruning at the first vs the last dense layer's input
+    .venv/bin/python scripts/measure_extras.py prune-arch   # Neural Cleanse unlearning vs pruning, LeNet-5 / MLP / ResNet-8
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -290,12 +291,16 @@ def patch_targets() -> None:
 
 def _truth_attack(name: str):  # type: ignore[no-untyped-def]
     """The true trigger and label mode of a model, from its ground-truth sidecar (benchmark only)."""
+    return _truth_attack_at(MODELS, name)
+
+
+def _truth_attack_at(folder: str, name: str):  # type: ignore[no-untyped-def]
     import json
 
     from trojanscan.attacks.labels import LabelMode
     from trojanscan.triggers import Trigger
 
-    t = json.loads(open(f"{MODELS}/{name}.truth.json").read())
+    t = json.loads(open(f"{folder}/{name}.truth.json").read())
     lm = t["label_mode"]
     return Trigger.from_dict(t["trigger"]), LabelMode(lm["kind"], tuple(lm["targets"]), lm["num_classes"])
 
@@ -366,6 +371,41 @@ def prune_layer() -> None:
                 dict(pm.module.named_modules())[name].weight[:, order[:k]] = 0  # type: ignore[index]
             print(f"{where} ({name}, {gap.numel()} units), top {k} cut: acc {accuracy(pm, te):.4f}",
                   f"TAR {trojan_activation_rate(pm, te, atk.trigger, atk.labels):.4f}", flush=True)
+
+
+def prune_arch() -> None:
+    """Neural Cleanse's patches on the zoo's three other-architecture trojans (LeNet-5 with tanh, an MLP, a ResNet-8
+    with global pooling; scripts/make_zoo.py --only mnist-arch recipes, trained or read from runs/zoo/build):
+    unlearning (fine-tuning) vs pruning with the reversed triggers, on 500 seeded clean test images (the bench's
+    sample); accuracy and TAR on the other 9,500."""
+    from make_zoo import ZOO
+
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.bench.runner import Context
+    from trojanscan.bench.zoo import get_or_train
+    from trojanscan.mitigation.defenses import patch_neural_cleanse
+    from trojanscan.training import accuracy
+
+    ctx = Context(__import__("pathlib").Path(DATA), __import__("pathlib").Path("runs/bench"), progress=False)
+    clean, test = ctx.clean_data("mnist"), ctx.unseen_test("mnist")
+    for name, recipe in ZOO["mnist-arch"].items():
+        if recipe.attack is None:
+            continue
+        m, _ = get_or_train(name, recipe, f"{DATA}/mnist", "runs/zoo/build", progress=False, log=None)
+        trigger, labels = _truth_attack_at("runs/zoo/build", name)
+        det = get_detector("neural_cleanse")
+        rep = det.scan(m, clean, seed=0, progress=False)
+        print(name, f"acc {accuracy(m, test):.4f} TAR {trojan_activation_rate(m, test, trigger, labels):.4f}",
+              f"NC index {rep.anomaly_index:.2f} {rep.suspects}", flush=True)
+        if not rep.suspects:
+            continue
+        for strategy in ("finetune", "prune"):
+            out = patch_neural_cleanse(m, clean, strategy=strategy, scanned=(det, rep), progress=False)
+            pr = out.patch.pruning
+            what = f"pruned {pr['pruned']} of {pr['units']} at {pr['layer']}" if pr else f"lr {out.patch.lr:g}"
+            print(f"  {strategy} ({what}): acc {accuracy(out.patch.model, test):.4f}",
+                  f"TAR {trojan_activation_rate(out.patch.model, test, trigger, labels):.4f}",
+                  f"rescan {out.after.anomaly_index:.2f} {out.after.suspects}", flush=True)
 
 
 def patch_why() -> None:
@@ -635,7 +675,8 @@ if __name__ == "__main__":
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
             "trojannn": trojannn, "patching": patching, "nc-gtsrb": nc_gtsrb,
             "patch-df": patch_df, "patch-rounds": patch_rounds, "patch-targets": patch_targets,
-            "patch-why": patch_why, "patch-prune": patch_prune, "prune-layer": prune_layer, "patch-anchor": patch_anchor,
+            "patch-why": patch_why, "patch-prune": patch_prune, "prune-layer": prune_layer,
+            "prune-arch": prune_arch, "patch-anchor": patch_anchor,
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
