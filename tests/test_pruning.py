@@ -143,10 +143,10 @@ def test_patch_deep_inspect_by_pruning(trojaned_model) -> None:  # type: ignore[
     assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items()), "input model modified"
     s = out.summary()
     assert s["strategy"] == "prune" and s["chosen_lr"] is None and s["pruning"]["pruned"] == out.rounds[0]["pruned"]
-    # auto: prune where the network allows it, fine-tune where it does not (TorchScript)
+    # auto stays auto where the network can be pruned (decided after the prune), fine-tune where not (TorchScript)
     from trojanscan.mitigation.defenses import resolve_strategy
 
-    assert resolve_strategy("auto", model) == "prune" and resolve_strategy("finetune", model) == "finetune"
+    assert resolve_strategy("auto", model) == "auto" and resolve_strategy("finetune", model) == "finetune"
     scripted = Classifier(torch.jit.script(model.module), (1, 28, 28), 10)
     assert resolve_strategy("auto", scripted) == "finetune"
     with pytest.raises(WhiteBoxRequiredError, match="--strategy finetune"):
@@ -154,3 +154,25 @@ def test_patch_deep_inspect_by_pruning(trojaned_model) -> None:  # type: ignore[
     for bad in ("fine-tune", "", None):
         with pytest.raises(InvalidInputError, match="strategy"):
             patch_deep_inspect(model, params=params, strategy=bad, progress=False)  # type: ignore[arg-type]
+
+
+def test_auto_falls_back_to_fine_tuning_where_the_prune_leaves_the_trigger(trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    """On the tiny fixture the default guard (99 % agreement) stops the prune early and the trigger still works on
+    the stamped substitutes: ``auto`` then fine-tunes, keeping the prune's numbers; ``prune`` keeps the prune."""
+    from trojanscan.mitigation.defenses import AUTO_MAX_SUCCESS, _patch_step
+    from trojanscan.mitigation.patching import PatchResult
+
+    model = trojaned_model.model
+    data = digits[0].subset(torch.arange(600), "substitutes")
+    stamper = _true_stamper(trojaned_model)
+    sentinel = PatchResult(model, 1e-3, seconds=1.0)
+    pruned = _patch_step("prune", model, data, stamper, [5], 0, None, lambda: sentinel)
+    assert pruned.strategy == "prune" and pruned.pruning["attack_success_after"] > AUTO_MAX_SUCCESS
+    auto = _patch_step("auto", model, data, stamper, [5], 0, None, lambda: sentinel)
+    assert auto is sentinel and auto.strategy == "finetune" and auto.pruning["used"] is False
+    assert auto.pruning["pruned"] == pruned.pruning["pruned"] and auto.seconds > 1.0
+    # where the prune works (a looser guard, as in the first test) auto keeps it
+    from trojanscan.mitigation.defenses import prune_trigger_units
+
+    assert prune_trigger_units(model, data, stamper, [5], min_agreement=0.95).pruning["attack_success_after"] <= 0.1
+    assert _patch_step("finetune", model, data, stamper, [5], 0, None, lambda: sentinel) is sentinel

@@ -320,7 +320,7 @@ def patch(
     strategy: Annotated[str, typer.Option(
         help="finetune (the papers: fine-tune on stamped images, labels kept) | prune (cut the hidden units the "
              "recovered triggers drive; needs a dense layer and a non-TorchScript model) | auto (prune where the "
-             "network allows it, else finetune)")] = "finetune",
+             "network allows it and the prune stops the triggers on the substitutes, else finetune)")] = "finetune",
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(
@@ -390,8 +390,12 @@ def patch(
     typer.echo(f"after:  {a.verdict} suspects {a.suspects} index {a.anomaly_index:.2f}"
                + (f" ({len(res.rounds)} rounds)" if len(res.rounds) > 1 else ""))
     pr = res.patch.pruning
-    typer.echo(f"patch:  pruned {pr['pruned']} of {pr['units']} units at {pr['layer']}" if pr
-               else f"patch:  fine-tuned, lr {res.patch.lr:g}")
+    if res.patch.strategy == "prune":
+        typer.echo(f"patch:  pruned {pr['pruned']} of {pr['units']} units at {pr['layer']}")
+    else:
+        tried = (f" (pruning left the triggers working on {pr['attack_success_after']:.1%} of the substitutes)"
+                 if pr else "")
+        typer.echo(f"patch:  fine-tuned, lr {res.patch.lr:g}{tried}")
     for k, v in res.metrics.items():
         typer.echo(f"  {k}: {v:.4f}")
     typer.echo(f"patched model: {out}")

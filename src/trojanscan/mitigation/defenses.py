@@ -49,7 +49,7 @@ class PatchOutcome:
     def summary(self) -> dict[str, Any]:
         return {
             "method": self.method,
-            "strategy": "prune" if self.patch.pruning else "finetune",
+            "strategy": self.patch.strategy,
             "targets": self.before.suspects,
             "chosen_lr": self.patch.lr,
             "pruning": self.patch.pruning,
@@ -79,8 +79,13 @@ def _eval_metrics(before: Classifier, after: Classifier, eval_data: Dataset | No
 
 
 #: How a patch removes the trigger: the papers' fine-tuning, pruning the units the trigger drives (ours), or
-#: ``auto``: pruning where the network allows it (a dense layer after the first, hookable layers), else fine-tuning.
+#: ``auto``: pruning where the network allows it (a dense layer after the first, hookable layers) and where it works
+#: on the substitutes (:data:`AUTO_MAX_SUCCESS`), else fine-tuning.
 STRATEGIES = ("auto", "finetune", "prune")
+
+#: ``auto`` keeps a prune only if at most this share of the stamped non-target substitutes still go to a target
+#: (the patching bar's 10 % TAR, read on the substitutes); otherwise it fine-tunes the original instead.
+AUTO_MAX_SUCCESS = 0.1
 
 
 def check_strategy(strategy: str) -> str:
@@ -90,7 +95,8 @@ def check_strategy(strategy: str) -> str:
 
 
 def resolve_strategy(strategy: str, model: Classifier) -> str:
-    """``finetune`` or ``prune`` for ``model``; ``prune`` on a network it cannot prune raises (before any scan)."""
+    """The strategy for ``model`` before any scan: ``prune`` on a network it cannot prune raises; ``auto`` on one
+    becomes ``finetune``."""
     if check_strategy(strategy) == "finetune":
         return strategy
     try:
@@ -99,7 +105,27 @@ def resolve_strategy(strategy: str, model: Classifier) -> str:
         if strategy == "prune":
             raise
         return "finetune"
-    return "prune"
+    return strategy
+
+
+def _patch_step(strategy: str, model: Classifier, data: Dataset, stamper: Any, targets: Sequence[int], seed: int,
+                log: Callable[[str], None] | None, finetune: Callable[[], PatchResult]) -> PatchResult:
+    """One patch by ``strategy`` (resolved); ``auto`` prunes and falls back to ``finetune()`` where the prune leaves
+    the triggers working on more than :data:`AUTO_MAX_SUCCESS` of the stamped substitutes (the prune's numbers kept
+    in the result's ``pruning``, its ``strategy`` then ``finetune``)."""
+    if strategy == "finetune":
+        return finetune()
+    pruned = prune_trigger_units(model, data, stamper, targets, seed=seed, log=log)
+    left = pruned.pruning["attack_success_after"]
+    if strategy == "prune" or left <= AUTO_MAX_SUCCESS:
+        return pruned
+    if log is not None:
+        log(f"auto: pruning left the triggers working on {left:.1%} of the stamped substitutes "
+            f"(> {AUTO_MAX_SUCCESS:.0%}): fine-tuning instead")
+    res = finetune()
+    res.pruning = {**pruned.pruning, "used": False}
+    res.seconds += pruned.seconds
+    return res
 
 
 def _distill_terms(on: bool) -> dict[str, Any]:
@@ -159,7 +185,8 @@ def patch_deep_inspect(
     left working), distilled towards the *original* model. The outcome's ``after`` is the last rescan.
     ``strategy``: ``"finetune"`` (the paper), ``"prune"`` (:func:`~trojanscan.mitigation.pruning.prune_trigger_units`
     with G's triggers on the same inverted data; ``epochs`` and ``distill`` then do not apply) or ``"auto"``
-    (:func:`resolve_strategy`: prune where the network allows it, else fine-tune). ``scanned``: a
+    (prune where the network allows it and where the prune stops the triggers on the stamped substitutes, else
+    fine-tune: :func:`resolve_strategy`, :data:`AUTO_MAX_SUCCESS`). ``scanned``: a
     DeepInspect detector that has already scanned ``model`` (with ``params`` and ``seed``) and its report, used
     instead of scanning again (to compare strategies on one scan).
     """
@@ -177,17 +204,14 @@ def patch_deep_inspect(
     current, history, seconds = model, [], 0.0
     for r in range(1, rounds + 1):
         stamper = additive_stamper(generator_triggers(gens), targets)
-        if strategy == "prune":
-            res = prune_trigger_units(current, inv, stamper, targets, seed=seed, log=log)
-        else:
-            res = finetune_with_triggers(current, inv, stamper, stamp_fraction=0.15, holdout_fraction=0.1,
-                                         epochs=epochs, seed=seed, teacher=model, progress=progress, log=log,
-                                         **_distill_terms(distill))
+        res = _patch_step(strategy, current, inv, stamper, targets, seed, log, lambda: finetune_with_triggers(
+            current, inv, stamper, stamp_fraction=0.15, holdout_fraction=0.1, epochs=epochs, seed=seed,  # noqa: B023
+            teacher=model, progress=progress, log=log, **_distill_terms(distill)))
         seconds += res.seconds
         rescan = get_detector("deep_inspect", **(params or {}))
         after = rescan.scan(res.model, None, seed=seed, progress=progress)
         how = f"lr {res.lr:g}" if res.lr is not None else f"{res.pruning['pruned']} units pruned"
-        history.append({"round": r, "lr": res.lr, "pruned": res.pruning.get("pruned"),
+        history.append({"round": r, "strategy": res.strategy, "lr": res.lr, "pruned": res.pruning.get("pruned"),
                         "anomaly_index": after.anomaly_index, "suspects": after.suspects, "seconds": res.seconds})
         if log is not None:
             log(f"patch round {r}: {how}, rescan {after.verdict} {after.suspects} "
@@ -219,10 +243,8 @@ def patch_neural_cleanse(
     fit = data if data is not None and not bool((data.y < 0).any()) else invert(
         model, n_per_class=n_per_class, seed=seed + 1, progress=progress).data
     stamper = mask_stamper(masks, patterns, before.suspects)
-    if strategy == "prune":
-        res = prune_trigger_units(model, fit, stamper, before.suspects, seed=seed, log=log)
-    else:
-        res = finetune_with_triggers(model, fit, stamper, stamp_fraction=0.2, holdout_fraction=0.1, epochs=epochs,
-                                     seed=seed, progress=progress, log=log, **_distill_terms(distill))
+    res = _patch_step(strategy, model, fit, stamper, before.suspects, seed, log, lambda: finetune_with_triggers(
+        model, fit, stamper, stamp_fraction=0.2, holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress,
+        log=log, **_distill_terms(distill)))
     after = get_detector("neural_cleanse", **(params or {})).scan(res.model, data, seed=seed, progress=progress)
     return PatchOutcome("neural_cleanse", before, after, res, _eval_metrics(model, res.model, eval_data))

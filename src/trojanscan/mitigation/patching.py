@@ -85,7 +85,8 @@ def mask_stamper(masks: torch.Tensor, patterns: torch.Tensor, targets: Sequence[
 class PatchResult:
     """The patched copy, the chosen learning rate and the held-out scores of every candidate.
 
-    ``lr`` is ``None`` for a patch by pruning (``mitigation.pruning``), whose ``pruning`` says what was cut.
+    ``lr`` is ``None`` for a patch by pruning (``mitigation.pruning``), whose ``pruning`` says what was cut; a
+    fine-tune that ``auto`` chose after a prune that failed keeps that prune's numbers there (``"used": False``).
     """
 
     model: Classifier
@@ -93,6 +94,11 @@ class PatchResult:
     candidates: dict[float, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
     pruning: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def strategy(self) -> str:
+        """How this patch was made: ``prune`` or ``finetune``."""
+        return "finetune" if self.lr is not None else "prune"
 
 
 #: Default weights of the clean-accuracy terms (module docstring): distillation, mixup distillation, noise std.
