@@ -13,7 +13,8 @@
     .venv/bin/python scripts/measure_extras.py patch-targets # the target's substitutes carry the trigger; patch without them
     .venv/bin/python scripts/measure_extras.py patch-prune [MODEL ...]  # patching by pruning vs fine-tuning, rescan
     .venv/bin/python scripts/measure_extras.py prune-layer  # pruning at the first vs the last dense layer's input
-    .venv/bin/python scripts/measure_extras.py prune-arch   # Neural Cleanse unlearning vs pruning, LeNet-5 / MLP / ResNet-8
+    .venv/bin/python scripts/measure_extras.py prune-arch [MODEL ...]  # Neural Cleanse unlearning vs pruning on the
+                                                            # zoo's LeNet-5 / MLP / ResNet-8 trojans
     .venv/bin/python scripts/measure_extras.py patch-why    # plain patch: per-class recall; where the generated triggers lie
     .venv/bin/python scripts/measure_extras.py nc-gtsrb     # Neural Cleanse (defaults) on the GTSRB BadNets and clean models
     .venv/bin/python scripts/measure_extras.py di-asr       # DeepInspect, attack-success target 0.95, on the 12 px Figure 5 model
@@ -400,7 +401,7 @@ def prune_arch() -> None:
     ctx = Context(__import__("pathlib").Path(DATA), __import__("pathlib").Path("runs/bench"), progress=False)
     clean, test = ctx.clean_data("mnist"), ctx.unseen_test("mnist")
     for name, recipe in ZOO["mnist-arch"].items():
-        if recipe.attack is None:
+        if recipe.attack is None or (sys.argv[2:] and name not in sys.argv[2:]):
             continue
         m, _ = get_or_train(name, recipe, f"{DATA}/mnist", "runs/zoo/build", progress=False, log=None)
         trigger, labels = _truth_attack_at("runs/zoo/build", name)
@@ -413,7 +414,9 @@ def prune_arch() -> None:
         for strategy in ("finetune", "prune"):
             out = patch_neural_cleanse(m, clean, strategy=strategy, scanned=(det, rep), progress=False)
             pr = out.patch.pruning
-            what = f"pruned {pr['pruned']} of {pr['units']} at {pr['layer']}" if pr else f"lr {out.patch.lr:g}"
+            what = (f"pruned {pr['pruned']} of {pr['outliers']} outliers ({pr['units']} units at {pr['layer']}), "
+                    f"agreement {pr['agreement']:.3f}, stamped substitutes sent to a target "
+                    f"{pr['attack_success_before']:.3f} -> {pr['attack_success_after']:.3f}") if pr else f"lr {out.patch.lr:g}"
             print(f"  {strategy} ({what}): acc {accuracy(out.patch.model, test):.4f}",
                   f"TAR {trojan_activation_rate(out.patch.model, test, trigger, labels):.4f}",
                   f"rescan {out.after.anomaly_index:.2f} {out.after.suspects}", flush=True)
@@ -692,7 +695,7 @@ if __name__ == "__main__":
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats}
-    takes_models = ("inversion-noise", "di-repeats", "patch-prune")
+    takes_models = ("inversion-noise", "di-repeats", "patch-prune", "prune-arch")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
