@@ -226,7 +226,7 @@ def test_patch_end_to_end_from_a_report(files: dict[str, Path], trojaned_model, 
     out = tmp_path / "patched.safetensors"
     code, text, err = _run(["patch", str(files["trojaned"]), "--out", str(out), "--method", "neural_cleanse",
                             "--report", str(tmp_path / "r.json"), "--data", str(files["npz"]), "--epochs", "2",
-                            "--no-progress"], capsys)
+                            "--strategy", "finetune", "--no-progress"], capsys)
     assert code == 0, err
     assert out.is_file() and out.with_suffix(".patch.json").is_file()
     summary = json.loads(out.with_suffix(".patch.json").read_text())

@@ -134,7 +134,8 @@ def test_patching_in_rounds_stops_once_the_target_is_gone(trojaned_model) -> Non
     w0 = {k: v.clone() for k, v in model.state_dict().items()}
     # a low cutoff so that the tiny fixture's scans flag labels (its df sits near 2, docs/methods/deep_inspect.md)
     params = {"inversion_steps": 20, "steps": 60, "n_samples": 4, "n_attack": 10, "n_repeats": 1, "cutoff": 0.5}
-    out = patch_deep_inspect(model, params=params, n_per_class=6, epochs=1, rounds=3, progress=False)
+    out = patch_deep_inspect(model, params=params, n_per_class=6, epochs=1, rounds=3, strategy="finetune",
+                             progress=False)
     assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items()), "input model modified"
     targets = set(out.before.suspects)
     assert targets and 1 <= len(out.rounds) <= 3

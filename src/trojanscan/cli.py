@@ -320,7 +320,7 @@ def patch(
     strategy: Annotated[str, typer.Option(
         help="finetune (the papers: fine-tune on stamped images, labels kept) | prune (cut the hidden units the "
              "recovered triggers drive; needs a dense layer and a non-TorchScript model) | auto (prune where the "
-             "network allows it and the prune stops the triggers on the substitutes, else finetune)")] = "finetune",
+             "network allows it and the prune stops the triggers on the substitutes, else finetune)")] = "auto",
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
     device: Annotated[str, typer.Option(

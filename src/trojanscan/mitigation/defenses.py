@@ -173,7 +173,7 @@ def generator_triggers(generators: Sequence[TriggerGenerator]) -> Callable[[torc
 def patch_deep_inspect(
     model: Classifier, *, params: dict[str, Any] | None = None, seed: int = 0, n_per_class: int = 20,
     epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True, rounds: int = 1,
-    strategy: str = "finetune", scanned: tuple[Any, ScanReport] | None = None, progress: bool = True,
+    strategy: str = "auto", scanned: tuple[Any, ScanReport] | None = None, progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """DeepInspect patching (§5) with no clean data; ``eval_data`` (optional) only measures clean accuracy.
@@ -227,7 +227,7 @@ def patch_deep_inspect(
 def patch_neural_cleanse(
     model: Classifier, data: Dataset | None, *, params: dict[str, Any] | None = None, seed: int = 0,
     n_per_class: int = 20, epochs: int = 10, eval_data: Dataset | None = None, distill: bool = True,
-    strategy: str = "finetune", scanned: tuple[Any, ScanReport] | None = None, progress: bool = True,
+    strategy: str = "auto", scanned: tuple[Any, ScanReport] | None = None, progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PatchOutcome:
     """Neural Cleanse unlearning: fine-tune with 20% of the images stamped with the reversed triggers.
