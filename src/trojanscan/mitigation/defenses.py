@@ -24,6 +24,7 @@ from trojanscan.mitigation.patching import (
     MIXUP_DISTILL,
     NOISE,
     PatchResult,
+    Stamper,
     additive_stamper,
     finetune_with_triggers,
     mask_stamper,
@@ -108,7 +109,7 @@ def resolve_strategy(strategy: str, model: Classifier) -> str:
     return strategy
 
 
-def _patch_step(strategy: str, model: Classifier, data: Dataset, stamper: Any, targets: Sequence[int], seed: int,
+def _patch_step(strategy: str, model: Classifier, data: Dataset, stamper: Stamper, targets: Sequence[int], seed: int,
                 log: Callable[[str], None] | None, finetune: Callable[[], PatchResult]) -> PatchResult:
     """One patch by ``strategy`` (resolved); ``auto`` prunes and falls back to ``finetune()`` where the prune leaves
     the triggers working on more than :data:`AUTO_MAX_SUCCESS` of the stamped substitutes (the prune's numbers kept

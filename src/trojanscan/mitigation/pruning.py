@@ -6,7 +6,8 @@ neuron pruning") and Fine-Pruning (Liu, Dolan-Gavitt & Garg 2018) remove a backd
 the hidden units it runs through. We do that with the detector's own recovered triggers and the
 substitute images, so it stays data-free:
 
-1. **Layer.** The input of the first ``nn.Linear`` layer that does not read the raw image: for a
+1. **Layer.** The input of the first ``nn.Linear`` layer that a forward pass reaches after another layer
+   with weights (so it reads a hidden representation, not the image): for a
    convolutional network the flattened last feature map (channel x position, Fine-Pruning's "last
    convolutional layer", kept spatial so a patch trigger's units are a few positions of every channel);
    for a network whose only dense layer follows a global pooling, its channels; for an MLP, the first
@@ -45,7 +46,7 @@ from trojanscan.models.classifier import Classifier, clone_classifier
 
 #: Robust z-score above which a unit counts as driven by the trigger (step 3 of the module docstring).
 PRUNE_CUTOFF = 3.0
-#: Share of the held-out non-target substitutes whose prediction must not change (step 4).
+#: Share of the non-target substitutes whose prediction must not change (step 4).
 MIN_AGREEMENT = 0.99
 #: sqrt(pi / 2): the mean absolute deviation of a normal sample times this estimates its standard deviation.
 MEAN_AD_CONSISTENCY = 1.2533
@@ -112,8 +113,9 @@ def robust_z(values: torch.Tensor) -> np.ndarray:
     return (v - med) / spread
 
 
-def _zero_columns(model: Classifier, layer_name: str, units: torch.Tensor) -> Classifier:
-    twin = clone_classifier(model)
+def _zero_columns(model: Classifier, layer_name: str, units: torch.Tensor, copy: bool = True) -> Classifier:
+    """``model`` (a copy unless ``copy=False``) with the columns ``units`` of that layer's weight set to zero."""
+    twin = clone_classifier(model) if copy else model
     lin = dict(twin.module.named_modules())[layer_name]
     assert isinstance(lin, nn.Linear)
     with torch.no_grad():
@@ -164,16 +166,18 @@ def prune_trigger_units(
     def success(m: Classifier) -> float:  # share of stamped non-target substitutes sent to a target
         return float(torch.isin(m.predict(guard_stamped), tt).float().mean())
 
-    chosen, agreement, patched = 0, 1.0, model
+    # the prefixes are nested: cut more of one working copy at each step, then cut the chosen prefix once
+    chosen, agreement, work = 0, 1.0, clone_classifier(model)
     sizes = sorted({max(1, round(len(ranked) * j / GUARD_STEPS)) for j in range(1, GUARD_STEPS + 1)}) if len(ranked) else []
+    done = 0
     for n in sizes:
-        cand = _zero_columns(model, layer_name, ranked[:n])
-        agree = float((cand.predict(guard.x) == reference).float().mean())
+        work = _zero_columns(work, layer_name, ranked[done:n], copy=False)
+        done = n
+        agree = float((work.predict(guard.x) == reference).float().mean())
         if agree < min_agreement:
             break
-        chosen, agreement, patched = n, agree, cand
-    if chosen == 0:
-        patched = clone_classifier(model)
+        chosen, agreement = n, agree
+    patched = work if chosen == done else _zero_columns(model, layer_name, ranked[:chosen])
     info: dict[str, Any] = {
         "layer": layer_name, "units": int(gap.numel()), "outliers": int(len(ranked)), "pruned": chosen,
         "pruned_units": [int(u) for u in ranked[:chosen]], "cutoff": float(cutoff), "min_agreement": float(min_agreement),
