@@ -10,8 +10,9 @@ substitute images, so it stays data-free:
    with weights (so it reads a hidden representation, not the image): for a
    convolutional network the flattened last feature map (channel x position, Fine-Pruning's "last
    convolutional layer", kept spatial so a patch trigger's units are a few positions of every channel);
-   for a network whose only dense layer follows a global pooling, its channels; for an MLP, the first
-   hidden layer. A network with no such layer, or one whose layers cannot be hooked (TorchScript), is
+   for a network whose only dense layer follows a global pooling, its channels (where a patch trigger
+   is spread over all of them and no unit stands out: measured on a ResNet-8, docs/methods/deep_inspect.md);
+   for an MLP, the first hidden layer. A network with no such layer, or one whose layers cannot be hooked (TorchScript), is
    refused with a clear error.
 2. **Score per unit** (Neural Cleanse §VI-B's ranking): the mean activation on stamped substitutes
    minus the mean on the same substitutes un-stamped, ``gap_j = E[a_j(stamp(x))] - E[a_j(x)]``.
