@@ -386,6 +386,29 @@ def prune_layer() -> None:
                   f"TAR {trojan_activation_rate(pm, te, atk.trigger, atk.labels):.4f}", flush=True)
 
 
+def _arch_scan(name: str, method: str):  # type: ignore[no-untyped-def]
+    """A zoo other-architecture model (scripts/make_zoo.py --only mnist-arch, trained or read from runs/zoo/build),
+    its truth, the bench's 500 clean MNIST test images and the other 9,500, and ``method``'s scan on the 500."""
+    from pathlib import Path
+
+    from make_zoo import ZOO
+
+    from trojanscan.attacks import trojan_activation_rate
+    from trojanscan.bench.runner import Context
+    from trojanscan.bench.zoo import get_or_train
+    from trojanscan.training import accuracy
+
+    ctx = Context(Path(DATA), Path("runs/bench"), progress=False)
+    clean, test = ctx.clean_data("mnist"), ctx.unseen_test("mnist")
+    m, _ = get_or_train(name, ZOO["mnist-arch"][name], f"{DATA}/mnist", "runs/zoo/build", progress=False, log=None)
+    trigger, labels = _truth_attack_at("runs/zoo/build", name)
+    det = get_detector(method)
+    rep = det.scan(m, clean, seed=0, progress=False)
+    print(name, f"acc {accuracy(m, test):.4f} TAR {trojan_activation_rate(m, test, trigger, labels):.4f}",
+          f"{method} (clean data) {rep.anomaly_index:.2f} {rep.suspects}", flush=True)
+    return m, (trigger, labels), clean, test, det, rep
+
+
 def prune_arch() -> None:
     """Neural Cleanse's patches on the zoo's three other-architecture trojans (LeNet-5 with tanh, an MLP, a ResNet-8
     with global pooling; scripts/make_zoo.py --only mnist-arch recipes, trained or read from runs/zoo/build):
@@ -394,22 +417,13 @@ def prune_arch() -> None:
     from make_zoo import ZOO
 
     from trojanscan.attacks import trojan_activation_rate
-    from trojanscan.bench.runner import Context
-    from trojanscan.bench.zoo import get_or_train
     from trojanscan.mitigation.defenses import patch_neural_cleanse
     from trojanscan.training import accuracy
 
-    ctx = Context(__import__("pathlib").Path(DATA), __import__("pathlib").Path("runs/bench"), progress=False)
-    clean, test = ctx.clean_data("mnist"), ctx.unseen_test("mnist")
     for name, recipe in ZOO["mnist-arch"].items():
         if recipe.attack is None or (sys.argv[2:] and name not in sys.argv[2:]):
             continue
-        m, _ = get_or_train(name, recipe, f"{DATA}/mnist", "runs/zoo/build", progress=False, log=None)
-        trigger, labels = _truth_attack_at("runs/zoo/build", name)
-        det = get_detector("neural_cleanse")
-        rep = det.scan(m, clean, seed=0, progress=False)
-        print(name, f"acc {accuracy(m, test):.4f} TAR {trojan_activation_rate(m, test, trigger, labels):.4f}",
-              f"NC index {rep.anomaly_index:.2f} {rep.suspects}", flush=True)
+        m, (trigger, labels), clean, test, det, rep = _arch_scan(name, "neural_cleanse")
         if not rep.suspects:
             continue
         for strategy in ("finetune", "prune"):
@@ -428,25 +442,13 @@ def prune_pooled() -> None:
     DeepInspect scanned with the bench's 500 clean images (Neural Cleanse does not flag this retrain), then
     mitigation.pruning with its generated triggers on those images, and a fine-tune for comparison; accuracy and TAR
     on the other 9,500 test images."""
-    from make_zoo import ZOO
-
     from trojanscan.attacks import trojan_activation_rate
-    from trojanscan.bench.runner import Context
-    from trojanscan.bench.zoo import get_or_train
     from trojanscan.mitigation.defenses import generator_triggers
     from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
     from trojanscan.mitigation.pruning import prune_trigger_units
     from trojanscan.training import accuracy
 
-    ctx = Context(__import__("pathlib").Path(DATA), __import__("pathlib").Path("runs/bench"), progress=False)
-    clean, test = ctx.clean_data("mnist"), ctx.unseen_test("mnist")
-    name = "resnet8_badnets5_mid_t3"
-    m, _ = get_or_train(name, ZOO["mnist-arch"][name], f"{DATA}/mnist", "runs/zoo/build", progress=False, log=None)
-    trigger, labels = _truth_attack_at("runs/zoo/build", name)
-    det = get_detector("deep_inspect")
-    rep = det.scan(m, clean, seed=0, progress=False)
-    print(name, f"acc {accuracy(m, test):.4f} TAR {trojan_activation_rate(m, test, trigger, labels):.4f}",
-          f"DF (clean data) {rep.anomaly_index:.2f} {rep.suspects}", flush=True)
+    m, (trigger, labels), clean, test, det, rep = _arch_scan("resnet8_badnets5_mid_t3", "deep_inspect")
     if not rep.suspects:
         return
     stamper = additive_stamper(generator_triggers(det.generators_), rep.suspects)
