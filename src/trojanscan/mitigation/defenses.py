@@ -212,7 +212,8 @@ def patch_deep_inspect(
         rescan = get_detector("deep_inspect", **(params or {}))
         after = rescan.scan(res.model, None, seed=seed, progress=progress)
         how = f"lr {res.lr:g}" if res.lr is not None else f"{res.pruning['pruned']} units pruned"
-        history.append({"round": r, "strategy": res.strategy, "lr": res.lr, "pruned": res.pruning.get("pruned"),
+        history.append({"round": r, "strategy": res.strategy, "lr": res.lr,
+                        "pruned": res.pruning["pruned"] if res.strategy == "prune" else None,
                         "anomaly_index": after.anomaly_index, "suspects": after.suspects, "seconds": res.seconds})
         if log is not None:
             log(f"patch round {r}: {how}, rescan {after.verdict} {after.suspects} "
