@@ -5,6 +5,7 @@
     .venv/bin/python scripts/measure_extras.py ni-gtsrb     # NeuronInspect on the GTSRB BadNets model; trigger-corner share
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
     .venv/bin/python scripts/measure_extras.py di-repeats [MODEL ...]  # DeepInspect, 3 vs 10 generator runs, seeds 0-2
+    .venv/bin/python scripts/measure_extras.py di-substitutes [MODEL ...]  # DeepInspect, 5 vs 20 inverted images / class
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
@@ -440,8 +441,8 @@ def prune_arch() -> None:
 def prune_pooled() -> None:
     """Pruning on a globally pooled network (the zoo's ResNet-8 BadNets trojan, whose dense layer reads 64 channels):
     DeepInspect scanned with the bench's 500 clean images (Neural Cleanse does not flag this retrain), then
-    mitigation.pruning with its generated triggers on those images, and a fine-tune for comparison; accuracy and TAR
-    on the other 9,500 test images."""
+    mitigation.pruning with the attacker's true trigger (the best case) and with DeepInspect's generated triggers on those
+    images, and a fine-tune for comparison; accuracy, TAR and the target's recall on the other 9,500 test images."""
     from trojanscan.attacks import trojan_activation_rate
     from trojanscan.mitigation.defenses import generator_triggers
     from trojanscan.mitigation.patching import additive_stamper, finetune_with_triggers
@@ -449,10 +450,17 @@ def prune_pooled() -> None:
     from trojanscan.training import accuracy
 
     m, (trigger, labels), clean, test, det, rep = _arch_scan("resnet8_badnets5_mid_t3", "deep_inspect")
+    # the best case a detector could hand over: the attacker's own trigger (a measurement; no detector sees it)
+    for guard in (False, True):  # the guard without / with the target's own (clean) images
+        r = prune_trigger_units(m, clean, lambda x, _g: trigger.stamp(x), [3], guard_targets=guard)
+        pr = r.pruning
+        print(f"  prune with the true trigger, guard_targets={guard}: {pr['pruned']} of {pr['outliers']} outliers",
+              f"({pr['units']} units), agreement {pr['agreement']:.3f}: acc {accuracy(r.model, test):.4f}",
+              f"TAR {trojan_activation_rate(r.model, test, trigger, labels):.4f}", _recall(r.model, test, [3]), flush=True)
     if not rep.suspects:
         return
     stamper = additive_stamper(generator_triggers(det.generators_), rep.suspects)
-    r = prune_trigger_units(m, clean, stamper, rep.suspects)
+    r = prune_trigger_units(m, clean, stamper, rep.suspects, guard_targets=True)
     pr = r.pruning
     print(f"  prune: {pr['pruned']} of {pr['outliers']} outliers ({pr['units']} units at {pr['layer']}), agreement",
           f"{pr['agreement']:.3f}, stamped images sent to a target {pr['attack_success_before']:.3f} ->",
@@ -538,19 +546,31 @@ def inversion_rescue() -> None:
                   f"{rep.runtime_s:.0f} s", flush=True)
 
 
-def di_repeats() -> None:
-    """DeepInspect with 3 (our default) and 10 (the paper's) averaged generator runs, scan seeds 0-2: does averaging
-    more runs steady the verdict? Models: the arguments, default the three core MNIST models."""
+def _di_seeds(param: str, values: tuple[int, ...]) -> None:
+    """DeepInspect on the models named in the arguments (default the three core MNIST models) with ``param`` at each
+    of ``values``, scan seeds 0-2: DF, suspects, the three smallest statistics and the median."""
     which = sys.argv[2:] or ["mnist_clean_s0", "mnist_clean_s1", "mnist_badnets4_t5"]
     for name in which:
-        for n in (3, 10):
+        for n in values:
             for s in (0, 1, 2):
-                r = get_detector("deep_inspect", n_repeats=n).scan(_model(name), None, seed=s, progress=False)
+                r = get_detector("deep_inspect", **{param: n}).scan(_model(name), None, seed=s, progress=False)
                 low = sorted(range(len(r.classes)), key=lambda i: r.classes[i].statistic)[:3]
-                print(name, f"n_repeats {n} seed {s}: DF {r.anomaly_index:.2f} {r.suspects}", "three smallest",
+                print(name, f"{param} {n} seed {s}: DF {r.anomaly_index:.2f} {r.suspects}", "three smallest",
                       [(i, round(r.classes[i].statistic, 2)) for i in low],
                       f"median {float(torch.tensor([c.statistic for c in r.classes]).median()):.2f}",
                       f"({r.runtime_s:.0f} s)", flush=True)
+
+
+def di_repeats() -> None:
+    """DeepInspect with 3 (our default) and 10 (the paper's) averaged generator runs, scan seeds 0-2: does averaging
+    more runs steady the verdict?"""
+    _di_seeds("n_repeats", (3, 10))
+
+
+def di_substitutes() -> None:
+    """DeepInspect with 5 (the paper's) and 20 inverted images per class, scan seeds 0-2: is the seed-to-seed swing of
+    the DF, which session 11 traced to the substitutes, smaller with more of them?"""
+    _di_seeds("n_per_class", (5, 20))
 
 
 def inversion_noise() -> None:
@@ -735,8 +755,9 @@ if __name__ == "__main__":
             "multi-target": multi_target,
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
-            "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats}
-    takes_models = ("inversion-noise", "di-repeats", "patch-prune", "prune-arch")
+            "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats,
+            "di-substitutes": di_substitutes}
+    takes_models = ("inversion-noise", "di-repeats", "di-substitutes", "patch-prune", "prune-arch")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

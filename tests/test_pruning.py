@@ -83,7 +83,7 @@ def test_pruning_bad_parameters_and_models(trojaned_model, digits) -> None:  # t
     data = digits[0].subset(torch.arange(50), "d")
     st_ = _true_stamper(trojaned_model)
     for kw, msg in (({"cutoff": 0.0}, "cutoff"), ({"cutoff": float("inf")}, "cutoff"), ({"min_agreement": 0.0}, "agreement"),
-                    ({"min_agreement": 1.5}, "agreement")):
+                    ({"min_agreement": 1.5}, "agreement"), ({"guard_targets": "yes"}, "guard_targets")):
         with pytest.raises(InvalidInputError, match=msg):
             prune_trigger_units(model, data, st_, [5], **kw)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="nothing"):
@@ -176,3 +176,40 @@ def test_auto_falls_back_to_fine_tuning_where_the_prune_leaves_the_trigger(troja
 
     assert prune_trigger_units(model, data, stamper, [5], min_agreement=0.95).pruning["attack_success_after"] <= 0.1
     assert _patch_step("finetune", model, data, stamper, [5], 0, None, lambda: sentinel) is sentinel
+
+
+def test_with_clean_data_the_guard_keeps_the_target_class() -> None:
+    """A hand-set network whose only route to 5 is one hidden unit that reads the trigger's corner: the trigger
+    (corner at 1.0) and the clean 5s (corner at 0.6) share it. With inverted data (default) the target's own
+    images are out of the guard and the unit is cut; with clean data they are guarded and it is not."""
+    from trojanscan.data.base import Dataset
+
+    torch.manual_seed(0)
+    hidden, head = nn.Linear(784, 16), nn.Linear(16, 10)
+    corner = torch.zeros(28, 28)
+    corner[-4:, -4:] = 1
+    with torch.no_grad():
+        hidden.weight[0], hidden.bias[0] = corner.flatten(), -6.0
+        hidden.weight[1:] = torch.randn(15, 784) * 0.01
+        hidden.bias[1:] = 0.1
+        head.weight[5], head.bias[5] = 0.0, -5.0
+        head.weight[5, 0] = 5.0
+        head.weight[:, 0][torch.arange(10) != 5] = 0.0
+    model = Classifier(nn.Sequential(nn.Flatten(), hidden, nn.ReLU(), head), (1, 28, 28), 10)
+    x = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 0.3
+    x[:20, :, -4:, -4:] = 0.6  # the clean 5s
+    data = Dataset(x, model.predict(x), [str(i) for i in range(10)], "clean")
+    assert int((data.y == 5).sum()) == 20
+
+    def stamp(v: torch.Tensor, _g: torch.Generator) -> torch.Tensor:
+        v = v.clone()
+        v[:, :, -4:, -4:] = 1.0
+        return v
+
+    cut = prune_trigger_units(model, data, stamp, [5])
+    assert cut.pruning["pruned_units"] == [0] and cut.pruning["attack_success_after"] == 0.0
+    assert not bool((cut.model.predict(x[:20]) == 5).any())  # the target class is gone with the trigger
+    kept = prune_trigger_units(model, data, stamp, [5], guard_targets=True)
+    assert kept.pruning["pruned"] == 0 and kept.pruning["guard_targets"] is True
+    assert kept.pruning["attack_success_after"] == 1.0
+    assert bool((kept.model.predict(x[:20]) == 5).all())

@@ -110,13 +110,15 @@ def resolve_strategy(strategy: str, model: Classifier) -> str:
 
 
 def _patch_step(strategy: str, model: Classifier, data: Dataset, stamper: Stamper, targets: Sequence[int], seed: int,
-                log: Callable[[str], None] | None, finetune: Callable[[], PatchResult]) -> PatchResult:
+                log: Callable[[str], None] | None, finetune: Callable[[], PatchResult],
+                clean: bool = False) -> PatchResult:
     """One patch by ``strategy`` (resolved); ``auto`` prunes and falls back to ``finetune()`` where the prune leaves
     the triggers working on more than :data:`AUTO_MAX_SUCCESS` of the stamped substitutes (the prune's numbers kept
-    in the result's ``pruning``, its ``strategy`` then ``finetune``)."""
+    in the result's ``pruning``, its ``strategy`` then ``finetune``). ``clean``: ``data`` are clean images (the
+    prune's guard then keeps the targets' own images too)."""
     if strategy == "finetune":
         return finetune()
-    pruned = prune_trigger_units(model, data, stamper, targets, seed=seed, log=log)
+    pruned = prune_trigger_units(model, data, stamper, targets, seed=seed, guard_targets=clean, log=log)
     left = pruned.pruning["attack_success_after"]
     if strategy == "prune" or left <= AUTO_MAX_SUCCESS:
         return pruned
@@ -247,6 +249,6 @@ def patch_neural_cleanse(
     stamper = mask_stamper(masks, patterns, before.suspects)
     res = _patch_step(strategy, model, fit, stamper, before.suspects, seed, log, lambda: finetune_with_triggers(
         model, fit, stamper, stamp_fraction=0.2, holdout_fraction=0.1, epochs=epochs, seed=seed, progress=progress,
-        log=log, **_distill_terms(distill)))
+        log=log, **_distill_terms(distill)), clean=fit is data)
     after = get_detector("neural_cleanse", **(params or {})).scan(res.model, data, seed=seed, progress=progress)
     return PatchOutcome("neural_cleanse", before, after, res, _eval_metrics(model, res.model, eval_data))

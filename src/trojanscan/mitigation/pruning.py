@@ -21,8 +21,11 @@ substitute images, so it stays data-free:
    advance, so a small trigger cuts few units and a large one more.
 4. **Clean-accuracy guard.** Of the candidate prefixes (1/16, 2/16, ..., all of the outliers) the
    largest is kept whose predictions on the substitutes of the *non-target* classes still agree with the
-   original model's on at least ``min_agreement`` (0.99) of them. A flagged target's own substitutes are
-   left out of the guard: on a trojaned model they carry the trigger, so losing them is the point. (No
+   original model's on at least ``min_agreement`` (0.99) of them. A flagged target's own *inverted*
+   substitutes are left out of the guard: on a trojaned model they carry the trigger, so losing them is the
+   point. Clean images of a target do not carry it, so with clean data (``guard_targets=True``) they stay in:
+   where the trigger's units are also the target's own features (a globally pooled ResNet-8, measured), a
+   prune that stops the trigger by erasing the target class is not kept. (No
    hold-out split: nothing here is fitted to the predictions, and the guard needs every image it can get
    for its resolution; the stamped substitutes of the report get fresh trigger draws.)
 5. **Cut.** The chosen units' columns of that layer's weight are set to zero: the same architecture,
@@ -133,18 +136,22 @@ def prune_trigger_units(
     cutoff: float = PRUNE_CUTOFF,
     min_agreement: float = MIN_AGREEMENT,
     seed: int = 0,
+    guard_targets: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> PatchResult:
     """Zero the input units of :func:`pruning_layer` that the triggers of ``targets`` drive (module docstring).
 
     ``data``: substitute images with their labels (inverted or clean); ``stamper``: puts a recovered
-    trigger of a flagged target on images. The input model is not modified. The result's ``lr`` is
+    trigger of a flagged target on images; ``guard_targets``: ``data`` are clean images, so the targets' own
+    images are guarded too (step 4). The input model is not modified. The result's ``lr`` is
     ``None``; ``pruning`` says which units were cut and what the substitutes showed.
     """
     if not isinstance(cutoff, int | float) or not cutoff > 0 or cutoff == float("inf"):
         raise InvalidInputError(f"prune cutoff must be a positive number; got {cutoff!r}")
     if not isinstance(min_agreement, int | float) or not 0 < min_agreement <= 1:
         raise InvalidInputError(f"min_agreement must be in (0, 1]; got {min_agreement!r}")
+    if not isinstance(guard_targets, bool):
+        raise InvalidInputError(f"guard_targets must be True or False; got {guard_targets!r}")
     if len(data) < 10:
         raise InvalidInputError(f"pruning needs at least 10 images; got {len(data)}")
     tt = torch.as_tensor(list(targets), dtype=torch.int64)
@@ -158,14 +165,15 @@ def prune_trigger_units(
     outliers = torch.from_numpy(np.flatnonzero(z > cutoff))
     ranked = outliers[gap[outliers].argsort(descending=True)]
 
-    guard = data.subset(torch.nonzero(~torch.isin(data.y, tt)).flatten(), "guard")
-    if len(guard) == 0:
-        guard = data
+    others = data.subset(torch.nonzero(~torch.isin(data.y, tt)).flatten(), "non-target")
+    if len(others) == 0:
+        others = data
+    guard = data if guard_targets else others
     reference = model.predict(guard.x)
-    guard_stamped = stamper(guard.x, torch.Generator().manual_seed(seed + 1))  # fresh trigger draws
+    others_stamped = stamper(others.x, torch.Generator().manual_seed(seed + 1))  # fresh trigger draws
 
     def success(m: Classifier) -> float:  # share of stamped non-target substitutes sent to a target
-        return float(torch.isin(m.predict(guard_stamped), tt).float().mean())
+        return float(torch.isin(m.predict(others_stamped), tt).float().mean())
 
     # the prefixes are nested: cut more of one working copy at each step, then cut the chosen prefix once
     chosen, agreement, work = 0, 1.0, clone_classifier(model)
@@ -182,6 +190,7 @@ def prune_trigger_units(
     info: dict[str, Any] = {
         "layer": layer_name, "units": int(gap.numel()), "outliers": int(len(ranked)), "pruned": chosen,
         "pruned_units": [int(u) for u in ranked[:chosen]], "cutoff": float(cutoff), "min_agreement": float(min_agreement),
+        "guard_targets": guard_targets,
         "agreement": agreement, "attack_success_before": success(model), "attack_success_after": success(patched),
     }
     if log is not None:
