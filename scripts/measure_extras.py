@@ -6,7 +6,7 @@
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
     .venv/bin/python scripts/measure_extras.py di-repeats [MODEL ...]  # DeepInspect, 3 vs 10 generator runs, seeds 0-2
     .venv/bin/python scripts/measure_extras.py di-substitutes [MODEL ...]  # DeepInspect, 5 vs 20 inverted images / class
-    .venv/bin/python scripts/measure_extras.py di-substitutes-zoo [5|20]  # DeepInspect on the MNIST zoo, ROC-AUC
+    .venv/bin/python scripts/measure_extras.py di-substitutes-zoo [5|20] [SEED]  # DeepInspect on the MNIST zoo, ROC-AUC
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
@@ -575,9 +575,10 @@ def di_substitutes() -> None:
 
 
 def di_substitutes_zoo() -> None:
-    """Data-free DeepInspect (scan seed 0) on the 13-model MNIST zoo (scripts/make_zoo.py --only mnist, runs/zoo) with
-    the number of inverted images per class given as the argument (default 5): each model's DF, and the ROC-AUC,
-    false positives / negatives at c = 2 and first-suspect target accuracy over the zoo."""
+    """Data-free DeepInspect on the 13-model MNIST zoo (scripts/make_zoo.py --only mnist, runs/zoo) with the number
+    of inverted images per class given as the first argument (default 5) and the scan seed as the second (default
+    0): each model's DF, and the ROC-AUC, false positives / negatives at c = 2 and first-suspect target accuracy over
+    the zoo."""
     from pathlib import Path
 
     from make_zoo import ZOO
@@ -586,12 +587,13 @@ def di_substitutes_zoo() -> None:
     from trojanscan.bench.zooscan import load_truth
 
     n = int(sys.argv[2]) if sys.argv[2:] else 5
+    seed = int(sys.argv[3]) if sys.argv[3:] else 0
     y, score, fp, fn, hit, named = [], [], 0, 0, 0, 0
     for name in ZOO["mnist"]:
         path = Path(f"runs/zoo/{name}.safetensors")
         truth = load_truth([path], None)[path.name]  # all-to-all: no target to name
         targets = truth["targets"]
-        r = get_detector("deep_inspect", n_per_class=n).scan(load_model(path), None, seed=0, progress=False)
+        r = get_detector("deep_inspect", n_per_class=n).scan(load_model(path), None, seed=seed, progress=False)
         y.append(int(truth["trojaned"]))
         score.append(r.anomaly_index)
         fp += int(not truth["trojaned"] and r.verdict == "trojaned")
@@ -599,9 +601,9 @@ def di_substitutes_zoo() -> None:
         if truth["trojaned"] and targets:
             named += 1
             hit += int(bool(r.suspects) and r.suspects[0] in targets)
-        print(f"n_per_class {n} {name} (truth {targets if truth['trojaned'] else 'clean'}): DF {r.anomaly_index:.2f}",
+        print(f"n_per_class {n} seed {seed} {name} (truth {targets if truth['trojaned'] else 'clean'}): DF {r.anomaly_index:.2f}",
               r.suspects, f"({r.runtime_s:.0f} s)", flush=True)
-    print(f"n_per_class {n}: ROC-AUC {roc_auc(y, score):.3f}, false positives {fp} of {len(y) - sum(y)},",
+    print(f"n_per_class {n} seed {seed}: ROC-AUC {roc_auc(y, score):.3f}, false positives {fp} of {len(y) - sum(y)},",
           f"false negatives {fn} of {sum(y)}, first suspect a true target {hit} of {named}", flush=True)
 
 
