@@ -7,6 +7,8 @@
     .venv/bin/python scripts/measure_extras.py di-repeats [MODEL ...]  # DeepInspect, 3 vs 10 generator runs, seeds 0-2
     .venv/bin/python scripts/measure_extras.py di-substitutes [MODEL ...]  # DeepInspect, 5 vs 20 inverted images / class
     .venv/bin/python scripts/measure_extras.py di-substitutes-zoo [5|20] [SEED]  # DeepInspect on the MNIST zoo, ROC-AUC
+    .venv/bin/python scripts/measure_extras.py zoo-ranks [REPORTS]  # the multi-target zoo model's stamped outputs; each
+                                                            # detector's three cheapest labels per zoo model
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
@@ -607,6 +609,50 @@ def di_substitutes_zoo() -> None:
           f"false negatives {fn} of {sum(y)}, first suspect a true target {hit} of {named}", flush=True)
 
 
+def zoo_ranks() -> None:
+    """Why the multi-target zoo model (targets {0, 2, 9}) is flagged on label 3: where its trigger sends stamped test
+    images, source by source; then, from the per-model reports of ``trojanscan scan-zoo runs/zoo ... --out
+    runs/zoo_scan`` (first argument: the reports folder), each detector's three labels of smallest statistic (the
+    cheapest targets) on every MNIST zoo model, and how often each label is the cheapest on the clean ones."""
+    import json
+    import statistics
+    from collections import Counter
+    from pathlib import Path
+
+    te = load_dataset("mnist", f"{DATA}/mnist", "test")
+    m = load_model("runs/zoo/mnist_multi3_t029.safetensors")
+    atk = make_attack(AttackSpec("badnets", target="0,2,9"), (1, 28, 28), 10, 0)
+    x, y = te.x[:3000], te.y[:3000]
+    with torch.no_grad():
+        p = torch.softmax(m(atk.trigger.stamp(x)), 1)
+    print("mnist_multi3_t029, 3000 stamped test images: mean probability per label",
+          [round(float(v), 3) for v in p.mean(0)])
+    pred = p.argmax(1)
+    for s in range(10):
+        print(f"  source {s}: predictions per label {torch.bincount(pred[y == s], minlength=10).tolist()}")
+    print(f"  all sources: predictions per label {torch.bincount(pred, minlength=10).tolist()}")
+    folder = Path(sys.argv[2] if sys.argv[2:] else "runs/zoo_scan/reports")
+    for method, rep in json.loads((folder / "mnist_multi3_t029.json").read_text())["reports"].items():
+        stats = [round(c["statistic"], 1) for c in rep["classes"]]
+        print(f"mnist_multi3_t029 {method}: statistic per label {stats}, median {statistics.median(stats):.1f}")
+    first: dict[str, Counter[int]] = {}
+    top3: Counter[str] = Counter()
+    for f in sorted(folder.glob("mnist_*.json")):
+        truth = json.loads(Path("runs/zoo", f.stem + ".truth.json").read_text())
+        cells = []
+        for method, rep in json.loads(f.read_text())["reports"].items():
+            ranked = sorted(rep["classes"], key=lambda c: c["statistic"])
+            cells.append(f"{method} {[c['label'] for c in ranked[:3]]}")
+            if not truth["trojaned"]:
+                first.setdefault(method, Counter())[ranked[0]["label"]] += 1
+            top3[method] += int(3 in [c["label"] for c in ranked[:3]])
+        tag = truth["targets"] if truth["trojaned"] else "clean"
+        print(f"{f.stem} (truth {tag}): cheapest labels", " | ".join(cells))
+    for method, counts in first.items():
+        print(f"{method}: cheapest label on the clean models {dict(counts)}; label 3 among the three cheapest on",
+              f"{top3[method]} of {len(list(folder.glob('mnist_*.json')))} models")
+
+
 def inversion_noise() -> None:
     """Noise-robust rescue on the zoo's other-architecture models: the rescue (``rescue_below=0.5``) with Gaussian
     noise of std ``rescue_noise_std`` added to the images the model sees at every rescue step, so that the
@@ -790,8 +836,10 @@ if __name__ == "__main__":
             "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats,
-            "di-substitutes": di_substitutes, "di-substitutes-zoo": di_substitutes_zoo}
-    takes_models = ("inversion-noise", "di-repeats", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch")
+            "di-substitutes": di_substitutes, "di-substitutes-zoo": di_substitutes_zoo,
+            "zoo-ranks": zoo_ranks}
+    takes_models = ("inversion-noise", "di-repeats", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
+                   "zoo-ranks")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()
