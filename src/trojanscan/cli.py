@@ -75,6 +75,8 @@ def scan(
     outputs: Annotated[str, typer.Option(
         help="What the model returns: auto (probe), logits, probabilities (ends in softmax) or log_probabilities")] = "auto",
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
+    allow_unsafe_torchscript: Annotated[bool, typer.Option(
+        help="Run a TorchScript file even if its code can touch files or the network (trusted files only!)")] = False,
     device: Annotated[str, typer.Option(
         help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
     query_only: Annotated[bool, typer.Option(
@@ -115,9 +117,10 @@ def scan(
         from trojanscan.data.registry import load_clean_data
 
         clean = load_clean_data(data)
-    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
-                     num_classes=num_classes, mean=_floats(mean, "mean"), std=_floats(std, "std"), device=device,
-                     outputs=outputs, shape_candidates=None if clean is None else [clean.input_shape],
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, allow_unsafe_torchscript=allow_unsafe_torchscript,
+                     input_shape=_ints(input_shape, "input-shape"), num_classes=num_classes, mean=_floats(mean, "mean"),
+                     std=_floats(std, "std"), device=device, outputs=outputs,
+                     shape_candidates=None if clean is None else [clean.input_shape],
                      query_only=query_only, query_samples=query_samples, query_sigma=query_sigma,
                      max_queries=max_queries)
     artifact_dir = None
@@ -323,6 +326,8 @@ def patch(
              "network allows it and the prune stops the triggers on the substitutes, else finetune)")] = "auto",
     input_shape: Annotated[str | None, typer.Option(help="C,H,W (TorchScript without metadata)")] = None,
     allow_unsafe_pickle: Annotated[bool, typer.Option(help="Load Python pickles (runs code from the file!)")] = False,
+    allow_unsafe_torchscript: Annotated[bool, typer.Option(
+        help="Run a TorchScript file even if its code can touch files or the network (trusted files only!)")] = False,
     device: Annotated[str, typer.Option(
         help="Where the network runs: cpu, cuda, cuda:N, mps or auto (CUDA if there is one)")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
@@ -361,8 +366,9 @@ def patch(
         from trojanscan.data.registry import load_clean_data
 
         clean = load_clean_data(data)
-    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, input_shape=_ints(input_shape, "input-shape"),
-                     device=device, shape_candidates=None if clean is None else [clean.input_shape])
+    clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, allow_unsafe_torchscript=allow_unsafe_torchscript,
+                     input_shape=_ints(input_shape, "input-shape"), device=device,
+                     shape_candidates=None if clean is None else [clean.input_shape])
     require_weights(clf)  # before the output-format check: a query-only file has no architecture either
     if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
         raise InvalidInputError(

@@ -5,7 +5,10 @@ Formats (detected from the file's bytes, not its name):
 - ``.safetensors`` weights + a JSON metadata sidecar ``<stem>.json`` (architecture, input shape,
   classes, normalisation, provenance). The same metadata is also embedded in the safetensors
   header, so a lone ``.safetensors`` file still loads.
-- TorchScript archives (``torch.jit.save``): run by the TorchScript interpreter, no Python pickle.
+- TorchScript archives (``torch.jit.save``): run by the TorchScript interpreter, no Python pickle. A TorchScript
+  file is a program, so its source is vetted first (:mod:`trojanscan.models.vetting`): one that can touch files or
+  the network (``torch.from_file``, ``torch.save``, RPC, collectives, foreign operator namespaces) is **refused**
+  before anything in it runs, unless ``allow_unsafe_torchscript=True``.
 - ONNX files (``.onnx``), run by onnxruntime on the CPU: **query-only** models
   (:class:`~trojanscan.models.query.QueryClassifier`), known by their scores alone. ONNX is a protobuf of
   operators and tensors with no code in it; the session is built from the file's bytes, so no external-data
@@ -39,6 +42,7 @@ from trojanscan.models.architectures import build_architecture
 from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, resolve_device
 from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, BlackBox, QueryClassifier, check_query_settings
 from trojanscan.models.query import query_only as make_query_only
+from trojanscan.models.vetting import check_torchscript
 from trojanscan.types import Shape3
 
 METADATA_FORMAT = "trojanscan.model/1"
@@ -266,6 +270,7 @@ def load_model(
     path: str | os.PathLike[str],
     *,
     allow_unsafe_pickle: bool = False,
+    allow_unsafe_torchscript: bool = False,
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
     mean: Sequence[float] | None = None,
@@ -287,7 +292,9 @@ def load_model(
     (``argument``, ``sidecar``, ``data`` or ``probe``). Weights stored in half precision (or another float
     dtype) are cast to float32, recorded as ``metadata["cast_from_dtype"]``.
     ``device`` (default CPU; :func:`~trojanscan.models.classifier.resolve_device`) is where the network runs; it is
-    checked before the file is read.
+    checked before the file is read. A TorchScript file is vetted before it is loaded
+    (:func:`~trojanscan.models.vetting.check_torchscript`; UnsafeModelFileError if its code can reach files or the
+    network) unless ``allow_unsafe_torchscript``; ``metadata["torchscript_vetted"]`` says whether it was.
     ``outputs``: what the network returns (``logits``, ``probabilities``, ``log_probabilities``; see
     :mod:`trojanscan.models.classifier`). ``"auto"`` (default) takes the metadata's ``outputs`` if it has one, else
     logits for our registered architectures and :func:`detect_outputs`'s probe for TorchScript and pickles.
@@ -342,6 +349,8 @@ def load_model(
     elif fmt == "torchscript":
         side = sidecar_path(p)
         meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+        if not allow_unsafe_torchscript:
+            check_torchscript(p)  # before torch.jit.load: loading already runs the archive's __setstate__
         try:
             module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:  # the JIT raises several types for corrupt archives
@@ -363,7 +372,7 @@ def load_model(
             std=std if std is not None else meta.get("std"),
             class_names=meta.get("class_names"),
             metadata={**meta, "path": str(p), "sha256": sha256_file(p), "format": "torchscript",
-                      "input_shape_source": shape_source, **cast},
+                      "input_shape_source": shape_source, "torchscript_vetted": not allow_unsafe_torchscript, **cast},
         )
     else:
         if not allow_unsafe_pickle:
