@@ -208,3 +208,7 @@ def test_scan_zoo_records_a_hostile_torchscript_file_as_failed_and_scans_the_res
     assert rows["evil.pt"]["status"] == "failed" and "from_file" in rows["evil.pt"]["error"]
     assert rows["troj.safetensors"]["status"] == "ok"
     assert not marker.exists()
+    # a trusted folder: the override reaches the workers (the file now loads, so its payload runs)
+    scan_zoo(d, tmp_path / "out2", data=[data], method="neuron_inspect", workers=1, progress=False,
+             input_shape=None, allow_unsafe_torchscript=True)
+    assert marker.exists()

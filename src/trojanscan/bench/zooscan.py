@@ -110,6 +110,7 @@ class _Job:
     input_shape: tuple[int, int, int] | None
     familywise: bool = False
     device: str = "cpu"
+    allow_unsafe_torchscript: bool = False
 
 
 _DECISION_KEYS = ("cutoff", "alpha", "familywise")  # settings rethreshold() changes without a rescan
@@ -171,7 +172,8 @@ def _scan_one(job: _Job) -> dict[str, Any]:
             except Exception:  # noqa: BLE001 - an unreadable old report is simply redone
                 pass
         model = load_model(job.path, input_shape=job.input_shape, device=job.device,
-                           shape_candidates=[s for s, _ in job.data_by_shape])
+                           shape_candidates=[s for s, _ in job.data_by_shape],
+                           allow_unsafe_torchscript=job.allow_unsafe_torchscript)
         model.metadata.update(path=str(job.path), sha256=digest)
         path = dict(job.data_by_shape).get(tuple(model.input_shape))
         data = load_clean_data(path) if path is not None else None  # only the file of this model's shape
@@ -331,11 +333,14 @@ def scan_zoo(
     input_shape: Sequence[int] | None = None,
     familywise: bool = False,
     device: str | None = None,
+    allow_unsafe_torchscript: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary.
 
     ``device``: where every worker runs the networks (``--device``; default CPU). Workers share one GPU.
+    A TorchScript file whose code can reach files or the network is recorded as failed, not run
+    (:mod:`trojanscan.models.vetting`), unless ``allow_unsafe_torchscript``.
 
     ``familywise``: every detector's per-model cutoff for the model's number of classes. A saved report of
     the same model, method, seed and detector settings is reused (resume), re-decided at the requested cutoff.
@@ -361,8 +366,10 @@ def scan_zoo(
     outp = Path(out)
     if not isinstance(familywise, bool):
         raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
+    if not isinstance(allow_unsafe_torchscript, bool):
+        raise InvalidInputError(f"allow_unsafe_torchscript must be True or False; got {allow_unsafe_torchscript!r}")
     jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape, familywise,  # type: ignore[arg-type]
-                 dev) for m in models]
+                 dev, allow_unsafe_torchscript) for m in models]
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
