@@ -167,6 +167,10 @@ def test_every_registered_architecture_passes_traced_and_scripted(tmp_path: Path
     for p in (traced, scripted):
         assert vet_torchscript(p) == [], p
         assert load_model(p, input_shape=shape).metadata["torchscript_vetted"] is True
+    frozen, optimised = tmp_path / "f.pt", tmp_path / "o.pt"  # constants folded; MKL-DNN convolutions (ops.prim)
+    torch.jit.freeze(torch.jit.script(m.module)).save(str(frozen))
+    torch.jit.optimize_for_inference(torch.jit.script(m.module)).save(str(optimised))
+    assert vet_torchscript(frozen) == [] and vet_torchscript(optimised) == []
 
 
 def test_archives_that_cannot_be_vetted_are_refused(tmp_path: Path) -> None:
