@@ -170,6 +170,29 @@ def test_corrupt_and_mismatched_files(tmp_path: Path) -> None:
         load_model(junk)
 
 
+def test_hostile_sidecar_is_an_error_before_anything_is_allocated(tmp_path: Path) -> None:
+    """A sidecar that declares a billion classes or a 10^10-pixel input must not make the loader allocate
+    terabytes: the shapes are checked on the meta device against the file's header first."""
+    import resource
+    import time
+
+    p = save_model(tmp_path / "m.safetensors", _model("mnist_cnn"))
+    meta = json.loads(sidecar_path(p).read_text())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    sidecar_path(p).write_text(json.dumps(meta | {"num_classes": 10**9, "class_names": None}))
+    with pytest.raises(ModelLoadError, match=r"classifier.2.bias: the file has \[10\], the architecture needs \[1000000000\]"):
+        load_model(p)
+    sidecar_path(p).write_text(json.dumps(meta | {"input_shape": [1, 100_000, 100_000]}))
+    with pytest.raises(InvalidInputError, match="more than the 3145728"):
+        load_model(p)
+    sidecar_path(p).write_text(json.dumps(meta | {"num_classes": 0}))
+    with pytest.raises(ModelLoadError, match="num_classes must be a positive integer"):
+        load_model(p)
+    assert time.perf_counter() - t0 < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1_000_000  # KiB: well under a gigabyte
+
+
 def test_save_is_atomic_and_checks_suffix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInputError, match=".safetensors"):
         save_model(tmp_path / "m.bin", _model())

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -146,6 +146,11 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return meta
 
 
+#: The largest image (C * H * W values) a model may declare: beyond it one probe batch alone would take gigabytes, so a
+#: hostile sidecar could exhaust the machine's memory before any weight is checked.
+MAX_INPUT_VALUES = 3 * 1024 * 1024
+
+
 def _shape(value: Any, source: str) -> Shape3:
     try:
         t = tuple(int(v) for v in value)
@@ -153,7 +158,31 @@ def _shape(value: Any, source: str) -> Shape3:
         raise InvalidInputError(f"{source}: input shape must be C,H,W integers; got {value!r}") from exc
     if len(t) != 3 or min(t) < 1:
         raise InvalidInputError(f"{source}: input shape must be three positive integers C,H,W; got {value!r}")
+    if t[0] * t[1] * t[2] > MAX_INPUT_VALUES:
+        raise InvalidInputError(f"{source}: input shape {list(t)} has {t[0] * t[1] * t[2]} values per image, more than "
+                                f"the {MAX_INPUT_VALUES} (3x1024x1024) trojanscan scans; resize the model's input.")
     return (t[0], t[1], t[2])
+
+
+def _check_weight_shapes(p: Path, arch: str, shape: Shape3, k: int) -> None:
+    """Compare the shapes the metadata's architecture needs with those in the file's header, before anything is
+    allocated: the architecture is built on the meta device (no memory) and the tensors are not read. So a sidecar
+    that declares, say, a billion classes is an error, not an attempt to allocate a terabyte."""
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            have = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118 (safe_open API)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"model file {str(p)!r} is corrupt or truncated: {exc}") from exc
+    with torch.device("meta"):
+        want = {key: tuple(v.shape) for key, v in build_architecture(arch, shape, k).state_dict().items()}
+    bad = sorted(key for key in want.keys() | have.keys() if want.get(key) != have.get(key))
+    if bad:
+        key = bad[0]
+        raise ModelLoadError(
+            f"weights of {str(p)!r} do not match architecture {arch!r} with input_shape={list(shape)} and "
+            f"num_classes={k} ({key}: the file has {list(have[key]) if key in have else 'nothing'}, the architecture "
+            f"needs {list(want[key]) if key in want else 'nothing'}); the metadata sidecar does not describe this file."
+        )
 
 
 #: Square input sizes tried, smallest first, when a foreign model file says nothing about its input shape.
@@ -323,6 +352,9 @@ def load_model(
                 f"--num-classes {num_classes} disagrees with the metadata of {str(p)!r} "
                 f"(num_classes={meta['num_classes']}); drop the flag or fix the metadata."
             )
+        if k < 1:
+            raise ModelLoadError(f"metadata of {str(p)!r}: num_classes must be a positive integer; got {k}")
+        _check_weight_shapes(p, str(meta["architecture"]), shape, k)
         module = build_architecture(str(meta["architecture"]), shape, k)
         try:
             state = load_file(str(p))
