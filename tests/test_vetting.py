@@ -15,7 +15,7 @@ from torch import nn
 from trojanscan.cli import main
 from trojanscan.errors import ModelLoadError, UnsafeModelFileError
 from trojanscan.models import Classifier, build_architecture, export_torchscript, load_model
-from trojanscan.models.vetting import vet_source, vet_torchscript
+from trojanscan.models.vetting import vet_onnx, vet_source, vet_torchscript
 
 
 class _WritesInForward(nn.Module):
@@ -216,3 +216,60 @@ def test_scan_zoo_records_a_hostile_torchscript_file_as_failed_and_scans_the_res
     scan_zoo(d, tmp_path / "out2", data=[data], method="neuron_inspect", workers=1, progress=False,
              input_shape=None, allow_unsafe_torchscript=True)
     assert marker.exists()
+
+
+def _onnx_with_external_weight(location: str, *, as_constant: bool = False) -> bytes:
+    """A 2x2 -> 10 linear ONNX classifier whose weight W (4 x 10 floats) is stored in the external file
+    ``location``; as an initializer, or as the value of a Constant node inside an If branch."""
+    from onnx import TensorProto, helper
+
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, 10], data_location=TensorProto.EXTERNAL)
+    for k, v in (("location", location), ("offset", "0"), ("length", "160")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=1), helper.make_node("MatMul", ["f", "W"], ["y"])]
+    inits = [w]
+    if as_constant:
+        branch = helper.make_graph([helper.make_node("Constant", [], ["Wc"], value=w)], "b", [],
+                                   [helper.make_tensor_value_info("Wc", TensorProto.FLOAT, [4, 10])])
+        cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
+        nodes = [helper.make_node("Constant", [], ["cond"], value=cond),
+                 helper.make_node("If", ["cond"], ["W"], then_branch=branch, else_branch=branch)] + nodes
+        inits = []
+    g = helper.make_graph(nodes, "g", [x], [y], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def test_onnx_that_reads_another_file_into_its_weights_is_refused(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    (tmp_path / ".ssh").mkdir()  # a scan started from the home folder: every file beneath it is in reach
+    (tmp_path / ".ssh" / "id_key").write_bytes(np.arange(40, dtype=np.float32).tobytes())
+    monkeypatch.chdir(tmp_path)
+    raw = _onnx_with_external_weight(".ssh/id_key")
+    # the payload is live: onnxruntime reads the file beneath the working directory even for a session from bytes
+    got = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, {"x": np.ones((1, 1, 2, 2), np.float32)})
+    assert got[0][0].tolist() == [60.0 + 4 * i for i in range(10)]
+    p = tmp_path / "evil.onnx"
+    p.write_bytes(raw)
+    with pytest.raises(UnsafeModelFileError, match=r"initializer 'W'.*external file '\.ssh/id_key'"):
+        load_model(p, input_shape=(1, 2, 2))
+    found = vet_onnx(_onnx_with_external_weight(".ssh/id_key", as_constant=True), "c.onnx")
+    assert sorted(f.what for f in found) == ["node 'If' attribute 'else_branch': node 'Constant' attribute 'value'",
+                                             "node 'If' attribute 'then_branch': node 'Constant' attribute 'value'"]
+
+
+def test_exported_onnx_passes(tmp_path: Path) -> None:
+    from trojanscan.models import export_onnx
+
+    torch.manual_seed(0)
+    m = Classifier(build_architecture("tiny_cnn", (1, 28, 28), 10), (1, 28, 28), 10).eval()
+    p = export_onnx(m, tmp_path / "m.onnx")
+    assert vet_onnx(p.read_bytes(), str(p)) == []
+    assert not load_model(p).white_box

@@ -11,8 +11,9 @@ Formats (detected from the file's bytes, not its name):
   before anything in it runs, unless ``allow_unsafe_torchscript=True``.
 - ONNX files (``.onnx``), run by onnxruntime on the CPU: **query-only** models
   (:class:`~trojanscan.models.query.QueryClassifier`), known by their scores alone. ONNX is a protobuf of
-  operators and tensors with no code in it; the session is built from the file's bytes, so no external-data
-  path in the file is followed, and no custom-operator library is registered.
+  operators and tensors with no code in it, and no custom-operator library is registered. A tensor may keep its
+  data in an external file, which onnxruntime would read (any file beneath the working directory) even for a
+  session built from bytes, so such a file is **refused** (:func:`~trojanscan.models.vetting.vet_onnx`).
 - Python pickles (``torch.save`` of a module or state dict, legacy or zip form) are **refused**
   unless ``allow_unsafe_pickle=True``: unpickling runs arbitrary code, and a scanner loads
   untrusted files by definition.
@@ -42,7 +43,7 @@ from trojanscan.models.architectures import build_architecture
 from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, resolve_device
 from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, BlackBox, QueryClassifier, check_query_settings
 from trojanscan.models.query import query_only as make_query_only
-from trojanscan.models.vetting import check_torchscript
+from trojanscan.models.vetting import check_torchscript, vet_onnx
 from trojanscan.types import Shape3
 
 METADATA_FORMAT = "trojanscan.model/1"
@@ -464,6 +465,13 @@ def _load_onnx(p: Path, *, input_shape: Sequence[int] | None, num_classes: int |
     side = sidecar_path(p)
     meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
     raw = p.read_bytes()
+    external = vet_onnx(raw, str(p))
+    if external:
+        shown = "; ".join(str(f) for f in external[:3]) + (f"; and {len(external) - 3} more" if len(external) > 3 else "")
+        raise UnsafeModelFileError(
+            f"ONNX file {str(p)!r} is not run: it reads weights from other files on this machine ({shown}). Ship the "
+            "weights inside the file (onnx.save_model(model, path, save_as_external_data=False), where you trust it)."
+        )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, torch.get_num_threads())  # OMP_NUM_THREADS=1 holds for onnxruntime too
     opts.inter_op_num_threads = 1

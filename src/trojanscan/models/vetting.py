@@ -67,7 +67,8 @@ class Finding:
     why: str
 
     def __str__(self) -> str:
-        return f"{self.what} at {self.file}:{self.line} ({self.why})"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{self.what} at {where} ({self.why})"
 
 
 def _chain(node: ast.AST) -> list[str]:
@@ -171,3 +172,62 @@ def check_torchscript(path: str | os.PathLike[str]) -> None:
             "A model file that can touch files or the network could take over this machine. Pass "
             "--allow-unsafe-torchscript only if you trust this file."
         )
+
+
+def vet_onnx(raw: bytes, source: str) -> list[Finding]:
+    """Every tensor of an ONNX model (``raw``: the file's bytes) whose data lives in an external file.
+
+    ONNX carries no code, but a tensor may keep its data in another file (``data_location = EXTERNAL``), and
+    onnxruntime reads that file even for a session built from bytes, relative to the working directory (anything
+    beneath it): a scan started in a home folder would pull ``.ssh/`` keys or credentials into the model's weights.
+    Initializers, sparse initializers, node attributes (``Constant`` values), subgraphs (``If`` / ``Loop`` /
+    ``Scan``) and model-local functions are all searched. Raises ModelLoadError if the bytes are
+    not an ONNX model.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.ModelProto.FromString(raw)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"ONNX file {source!r} is not a valid ONNX protobuf: {exc}") from exc
+    found: list[Finding] = []
+
+    def check(t: onnx.TensorProto, what: str) -> None:
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            loc = next((e.value for e in t.external_data if e.key == "location"), "?")
+            found.append(Finding(source, 0, what, f"its data lives in the external file {loc!r}"))
+
+    def sparse(st: onnx.SparseTensorProto, what: str) -> None:
+        check(st.values, what + " (values)")
+        check(st.indices, what + " (indices)")
+
+    def node(n: onnx.NodeProto, where: str) -> None:
+        for a in n.attribute:
+            what = f"{where}node {n.name or n.op_type!r} attribute {a.name!r}"
+            if a.HasField("t"):
+                check(a.t, what)
+            for t in a.tensors:
+                check(t, what)
+            if a.HasField("sparse_tensor"):
+                sparse(a.sparse_tensor, what)
+            for st in a.sparse_tensors:
+                sparse(st, what)
+            if a.HasField("g"):
+                graph(a.g, what + ": ")
+            for g in a.graphs:
+                graph(g, what + ": ")
+
+    def graph(g: onnx.GraphProto, where: str) -> None:
+        for t in g.initializer:
+            check(t, f"{where}initializer {t.name!r}")
+        for st in g.sparse_initializer:
+            sparse(st, f"{where}sparse initializer {st.values.name!r}")
+        for n in g.node:
+            node(n, where)
+
+    graph(model.graph, "")
+    for f in model.functions:
+        for n in f.node:
+            node(n, f"function {f.name!r}: ")
+    return found
