@@ -85,6 +85,9 @@ def test_forward_that_writes_a_file_is_refused_and_the_file_never_appears(tmp_pa
     assert not marker.exists()
     m = load_model(p, input_shape=(1, 2, 2), allow_unsafe_torchscript=True)  # the payload is live: the probe writes
     assert marker.read_bytes() == b"A" * 8 and m.metadata["torchscript_vetted"] is False
+    from trojanscan.detectors.base import _output_notes
+
+    assert any("WITHOUT vetting" in n for n in _output_notes(m))  # and every report of it says so
 
 
 def test_torch_save_in_forward_is_refused(tmp_path: Path) -> None:

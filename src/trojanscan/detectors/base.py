@@ -240,6 +240,9 @@ def _output_notes(model: Classifier) -> list[str]:
                      "that the network accepts (pass --input-shape if it is wrong)")
     if model.metadata.get("cast_from_dtype"):
         notes.append(f"the model's {model.metadata['cast_from_dtype']} weights were cast to float32 for the scan")
+    if model.metadata.get("torchscript_vetted") is False:
+        notes.append("the TorchScript file was run WITHOUT vetting its code (--allow-unsafe-torchscript): "
+                     "trojanscan.models.vetting did not check it for file or network access")
     if not model.white_box:
         q = model.metadata.get("query") or {}
         what = "an ONNX file" if model.metadata.get("format") == "onnx" else "scores only"
