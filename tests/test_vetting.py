@@ -138,6 +138,7 @@ def test_cli_scan_refuses_with_one_line_exit_2_and_writes_nothing(
     ("def f(x: Tensor) -> Tensor:\n  g = torch.from_file\n  return g('a')\n", "from_file"),
     ("def f(x: Tensor) -> Tensor:\n  return ops.prim.rpc_async('w', x)\n", "rpc_async"),
     ("def f(x: Tensor) -> Tensor:\n  return ops.my_library.anything(x)\n", "ops.my_library"),
+    ("def f(x: Tensor) -> Tensor:\n  o = ops\n  return o.c10d.allreduce_(x)\n", "c10d"),  # an aliased namespace
     ("class M(Module):\n  pg : __torch__.torch.classes.c10d.ProcessGroup\n", "torch.classes.c10d"),
 ])
 def test_source_reaching_files_network_or_foreign_ops_is_found(source: str, what: str) -> None:

@@ -15,6 +15,7 @@ it with :mod:`ast`, without compiling or running it, and lists each place that
 - names one of :data:`DENIED_BUILTINS` anywhere (as an attribute, a name or a string constant, so no spelling of the
   call, no alias and no ``getattr`` gets it past),
 - calls an operator outside :data:`ALLOWED_OP_NAMESPACES` (``ops.<namespace>.<op>`` in the serialised code), or
+  names such a namespace registered in this process anywhere (so ``o = ops`` then ``o.c10d...`` is caught), or
 - uses a TorchBind class outside :data:`ALLOWED_CLASS_NAMESPACES` (``__torch__.torch.classes.<namespace>``).
 
 The test is conservative: a variable that merely happens to be called ``save`` is refused too, and the error says
@@ -28,6 +29,7 @@ budget and time limits bound it).
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import zipfile
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ DENIED_BUILTINS: dict[str, str] = {
 #: quantised and oneDNN / MKL-DNN kernels). Any other (``c10d``, ``symm_mem``, ``profiler``, ``debugprims``, a
 #: custom library's) is refused.
 ALLOWED_OP_NAMESPACES: frozenset[str] = frozenset(
-    {"aten", "prim", "prims", "quantized", "_quantized", "quantization", "mkldnn", "mkldnn_prepacked", "onednn",
+    {"aten", "prim", "prims", "quantized", "_quantized", "quantization", "mkl", "mkldnn", "mkldnn_prepacked", "onednn",
      "sparse", "rngprims"}
 )
 #: TorchBind class namespaces a classifier may hold: quantised packed weights and XNNPACK's prepacked ones.
@@ -69,6 +71,16 @@ class Finding:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{self.what} at {where} ({self.why})"
+
+
+@functools.cache
+def _foreign_namespaces() -> frozenset[str]:
+    """Operator namespaces registered in this process (torch's own and any loaded library's) that are not allowed:
+    a source that merely names one (``o = ops`` then ``o.c10d.allreduce_``) is refused too."""
+    import torch
+
+    names = {schema.name.split("::")[0] for schema in torch._C._jit_get_all_schemas()}
+    return frozenset(names - ALLOWED_OP_NAMESPACES)
 
 
 def _chain(node: ast.AST) -> list[str]:
@@ -122,6 +134,10 @@ def vet_source(source: str, file: str) -> list[Finding]:
             found.append(Finding(file, line, node.id, DENIED_BUILTINS[node.id]))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in DENIED_BUILTINS:
             found.append(Finding(file, line, repr(node.value), DENIED_BUILTINS[node.value]))
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name in _foreign_namespaces() and not any(f.line == line and f.what == f"ops.{name}" for f in found):
+            found.append(Finding(file, line, name, f"names the operator namespace {name!r}, which is not one of "
+                                                   "those that only compute on tensors"))
     return found
 
 
