@@ -289,3 +289,30 @@ def test_calibrate_script_fits_on_default_scans_whatever_their_decision_settings
     curves = load_calibration(out)
     assert set(curves) == {"neuron_inspect"} and curves["neuron_inspect"].n_models == 2
     assert curves["neuron_inspect"].n_trojaned == 1
+
+
+def test_a_model_that_kills_or_hangs_its_process_is_recorded_as_failed(tmp_path: Path) -> None:
+    """Each model in its own process: a segmentation fault (a hostile file's loader) or a hang past --timeout is a
+    failed row, and the models after it are still scanned."""
+    from _zoo_targets import crash_or_hang
+
+    from trojanscan.bench.zooscan import _Job, _run_local
+
+    names = ["ok1.pt", "segv.pt", "slow.pt", "ok2.pt"]
+    jobs = [_Job(str(tmp_path / n), str(tmp_path), "all", 0, (), 1, None, None) for n in names]
+    seen: list[str] = []
+    rows = {r["model"]: r for r in _run_local(jobs, 2, lambda r: seen.append(r["model"]), timeout_s=10,
+                                               target=crash_or_hang)}
+    assert sorted(seen) == sorted(names)
+    assert rows["ok1.pt"]["status"] == rows["ok2.pt"]["status"] == "ok"
+    assert rows["segv.pt"]["status"] == "failed" and "SIGSEGV" in rows["segv.pt"]["error"]
+    assert rows["slow.pt"]["status"] == "failed" and "timed out after 10 s" in rows["slow.pt"]["error"]
+    assert rows["slow.pt"]["scan_s"] < 60
+
+
+def test_scan_zoo_rejects_a_bad_timeout(zoo: tuple[Path, Path], tmp_path: Path) -> None:
+    d, data = zoo
+    for bad in (0, -1.0, float("nan"), True):
+        with pytest.raises(InvalidInputError, match="--timeout"):
+            scan_zoo(d, tmp_path / "o", data=[data], method="neuron_inspect", timeout_s=bad, progress=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "o").exists()

@@ -459,6 +459,8 @@ def scan_zoo_cmd(
         help="Where the networks run: cpu, cuda, cuda:N, mps or auto (workers share the GPU)")] = "cpu",
     allow_unsafe_torchscript: Annotated[bool, typer.Option(
         help="Run TorchScript files even if their code can touch files or the network (trusted folders only!)")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        help="Most seconds one model may take; it is then stopped and recorded as failed (default: no limit)")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Scan every model in a folder; per detector ROC-AUC, cross-entropy, Brier, FP/FN, target accuracy, time."""
@@ -468,7 +470,8 @@ def scan_zoo_cmd(
         raise InvalidInputError(f"--out {str(out)!r} exists and is not a folder")
     doc = scan_zoo(directory, out, truth=truth, data=data or [], method=method, seed=seed, workers=workers,
                    ray_address=ray_address, input_shape=_ints(input_shape, "input-shape"), familywise=familywise,
-                   device=device, allow_unsafe_torchscript=allow_unsafe_torchscript, progress=progress)
+                   device=device, allow_unsafe_torchscript=allow_unsafe_torchscript, timeout_s=timeout,
+                   progress=progress)
     typer.echo(f"{doc['n_models']} models scanned ({doc['n_failed']} failed) in {doc['wall_s']:.0f} s")
     for meth, s in doc["metrics"].items():
         auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"

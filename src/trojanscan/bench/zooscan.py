@@ -7,7 +7,10 @@ by every detector (``method="all"``, the combined verdict included) or by one; e
 detector, the zoo metrics of :mod:`trojanscan.bench.metrics` computed on the calibrated
 ``trojan_probability`` (:mod:`trojanscan.calibration`; the calibration never sees the zoo).
 
-- A model that fails to load or crashes a detector is recorded as failed (with the error) and the rest go on.
+- A model that fails to load or crashes a detector is recorded as failed (with the error) and the rest go on. With
+  more than one worker (or a ``timeout_s``) every model is scanned in a process of its own, so one that kills its
+  process (a segmentation fault in a hostile file's loader, the out-of-memory killer) or runs past ``timeout_s`` is
+  recorded as failed too; with ``workers=1`` and no timeout the models are scanned in this process.
 - Clean data: ``data`` files (``.npz`` or image folders, one per dataset) are matched to each model by input
   shape; a model with no matching file is scanned data-free (detectors that need images invert the model).
 - Parallel: ``workers`` local processes (default: one per CPU core, each with ``cores / workers`` torch
@@ -22,12 +25,13 @@ import io
 import json
 import math
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -201,18 +205,76 @@ def _data_shapes(paths: Sequence[str]) -> dict[tuple[int, ...], str]:
     return seen
 
 
-def _run_local(jobs: list[_Job], workers: int, on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+def _failed(job: _Job, error: str, t0: float) -> dict[str, Any]:
+    return {"model": Path(job.path).name, "status": "failed", "error": error, "scan_s": time.perf_counter() - t0,
+            "methods": {}}
+
+
+def _child(target: Callable[[_Job], dict[str, Any]], job: _Job, conn: Connection) -> None:
+    """Body of one model's process: scan, send the row back, exit."""
+    conn.send(target(job))
+    conn.close()
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _run_local(jobs: list[_Job], workers: int, on_done: Callable[[dict[str, Any]], None], *,
+               timeout_s: float | None = None,
+               target: Callable[[_Job], dict[str, Any]] = _scan_one) -> list[dict[str, Any]]:
+    """Scan ``jobs``: in this process when ``workers == 1`` and there is no timeout, else each model in a process
+    of its own, at most ``workers`` at a time. A process that dies before it reports (a segmentation fault in a
+    hostile file's loader, the out-of-memory killer) or outlives ``timeout_s`` is recorded as failed, and the rest
+    go on."""
     rows: list[dict[str, Any]] = []
-    if workers <= 1:
+    if workers <= 1 and timeout_s is None:
         for j in jobs:
-            rows.append(_scan_one(j))
+            rows.append(target(j))
             on_done(rows[-1])
         return rows
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_scan_one, j) for j in jobs]
-        for f in as_completed(futures):
-            rows.append(f.result())
-            on_done(rows[-1])
+    ctx = get_context("spawn")
+    pending = list(jobs)
+    running: dict[Any, tuple[_Job, Connection, float]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, workers):
+                job = pending.pop(0)
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(target, job, send), daemon=True)
+                proc.start()
+                send.close()  # the child holds the only sending end: its death reads as EOF here
+                running[proc] = (job, receive, time.perf_counter())
+            wait([c for _, c, _ in running.values()], timeout=1.0)
+            for proc, (job, conn, t0) in list(running.items()):
+                row: dict[str, Any] | None = None
+                if conn.poll():
+                    try:
+                        row = conn.recv()
+                        proc.join(timeout=30)
+                    except (EOFError, OSError):  # died before reporting
+                        proc.join()
+                        row = _failed(job, f"the scan process died ({_exit_text(proc.exitcode)}): the model "
+                                           "crashed the interpreter or exhausted memory", t0)
+                elif timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+                    proc.kill()
+                    proc.join()
+                    row = _failed(job, f"timed out after {timeout_s:g} s (--timeout); the scan was stopped", t0)
+                if row is None:
+                    continue
+                conn.close()
+                del running[proc]
+                rows.append(row)
+                on_done(row)
+    finally:
+        for proc in running:
+            proc.kill()
+            proc.join()
     return rows
 
 
@@ -334,13 +396,15 @@ def scan_zoo(
     familywise: bool = False,
     device: str | None = None,
     allow_unsafe_torchscript: bool = False,
+    timeout_s: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary.
 
     ``device``: where every worker runs the networks (``--device``; default CPU). Workers share one GPU.
     A TorchScript file whose code can reach files or the network is recorded as failed, not run
-    (:mod:`trojanscan.models.vetting`), unless ``allow_unsafe_torchscript``.
+    (:mod:`trojanscan.models.vetting`), unless ``allow_unsafe_torchscript``. ``timeout_s``: the most seconds one
+    model may take (its process is then stopped and the model recorded as failed); default none.
 
     ``familywise``: every detector's per-model cutoff for the model's number of classes. A saved report of
     the same model, method, seed and detector settings is reused (resume), re-decided at the requested cutoff.
@@ -366,6 +430,9 @@ def scan_zoo(
     outp = Path(out)
     if not isinstance(familywise, bool):
         raise InvalidInputError(f"familywise must be True or False; got {familywise!r}")
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+                                  or not math.isfinite(timeout_s) or timeout_s <= 0):
+        raise InvalidInputError(f"--timeout must be a positive number of seconds; got {timeout_s!r}")
     if not isinstance(allow_unsafe_torchscript, bool):
         raise InvalidInputError(f"allow_unsafe_torchscript must be True or False; got {allow_unsafe_torchscript!r}")
     jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape, familywise,  # type: ignore[arg-type]
@@ -380,13 +447,15 @@ def scan_zoo(
         bar.set_postfix_str(f"{row['model']}: {row['status']}")
 
     try:
-        rows = _run_ray(jobs, ray_address, done) if ray_address else _run_local(jobs, n_workers, done)
+        rows = (_run_ray(jobs, ray_address, done) if ray_address
+                else _run_local(jobs, n_workers, done, timeout_s=timeout_s))
     finally:
         bar.close()
     rows.sort(key=lambda r: r["model"])
     summary = summarise(rows, table)
     meta = {"zoo": str(directory), "n_models": len(rows), "n_failed": sum(r["status"] != "ok" for r in rows),
-            "method": method, "seed": seed, "workers": 0 if ray_address else n_workers, "wall_s": time.perf_counter() - t0}
+            "method": method, "seed": seed, "workers": 0 if ray_address else n_workers, "timeout_s": timeout_s,
+            "wall_s": time.perf_counter() - t0}
     doc = {"schema": SUMMARY_SCHEMA, **meta, "metrics": summary,
            "models": [{**r, "truth": table[r["model"]]} for r in rows]}
     write_text_atomic(outp / "summary.json", json.dumps(doc, indent=1, default=str) + "\n")
