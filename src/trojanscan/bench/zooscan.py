@@ -148,6 +148,11 @@ def _row_from_report(name: str, rep: Any, elapsed: float, data_source: str) -> d
     return row
 
 
+def _failed(job: _Job, error: str, t0: float) -> dict[str, Any]:
+    return {"model": Path(job.path).name, "status": "failed", "error": error, "scan_s": time.perf_counter() - t0,
+            "methods": {}}
+
+
 def _scan_one(job: _Job) -> dict[str, Any]:
     """Scan one model in this process; never raises (a failure is a row with status 'failed')."""
     name = Path(job.path).name
@@ -188,7 +193,7 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         return _row_from_report(name, rep, time.perf_counter() - t0, rep.data.source)
     except Exception as e:  # noqa: BLE001 - one bad model must not stop the zoo
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
-        return {"model": name, "status": "failed", "error": tb, "scan_s": time.perf_counter() - t0, "methods": {}}
+        return _failed(job, tb, t0)
 
 
 def _data_shapes(paths: Sequence[str]) -> dict[tuple[int, ...], str]:
@@ -203,11 +208,6 @@ def _data_shapes(paths: Sequence[str]) -> dict[tuple[int, ...], str]:
             raise InvalidInputError(f"--data files {seen[shape]!r} and {p!r} both hold {shape} images; give one per input shape.")
         seen[shape] = p
     return seen
-
-
-def _failed(job: _Job, error: str, t0: float) -> dict[str, Any]:
-    return {"model": Path(job.path).name, "status": "failed", "error": error, "scan_s": time.perf_counter() - t0,
-            "methods": {}}
 
 
 def _child(target: Callable[[_Job], dict[str, Any]], job: _Job, conn: Connection) -> None:

@@ -361,15 +361,7 @@ def load_model(
             state = load_file(str(p))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(f"model file {str(p)!r} is corrupt or truncated: {exc}") from exc
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            raise ModelLoadError(
-                f"weights of {str(p)!r} do not match architecture {meta['architecture']!r} with "
-                f"input_shape={list(shape)} and num_classes={k} ({first[1].strip() if len(first) > 1 else first[0]}); "
-                "the metadata sidecar does not describe this file."
-            ) from exc
+        module.load_state_dict(state, strict=True)  # keys and shapes were checked above (_check_weight_shapes)
         clf = Classifier(
             module, shape, k,
             mean=mean if mean is not None else meta.get("mean"),
