@@ -9,6 +9,7 @@
     .venv/bin/python scripts/measure_extras.py di-substitutes-zoo [5|20] [SEED]  # DeepInspect on the MNIST zoo, ROC-AUC
     .venv/bin/python scripts/measure_extras.py zoo-ranks [REPORTS]  # the multi-target zoo model's stamped outputs; each
                                                             # detector's three cheapest labels per zoo model
+    .venv/bin/python scripts/measure_extras.py cifar-step   # cifar_resnet9 training: seconds per 256-image step
     .venv/bin/python scripts/measure_extras.py di-single    # DeepInspect with one generator (n_repeats=1), seeds 0-2
     .venv/bin/python scripts/measure_extras.py trojannn     # TrojanNN variants on mnist_clean_s0 (acc, TAR, activations)
     .venv/bin/python scripts/measure_extras.py patching     # DeepInspect patching: plain fine-tuning vs distillation
@@ -653,6 +654,31 @@ def zoo_ranks() -> None:
               f"{top3[method]} of {len(list(folder.glob('mnist_*.json')))} models")
 
 
+def cifar_step() -> None:
+    """Seconds per SGD step of cifar_resnet9 on 256 random 3x32x32 images (one thread): how long the CIFAR-10 default
+    recipe (16 epochs of 50,000 images) would take here, before the data exists."""
+    import time
+
+    from trojanscan.models import build_architecture
+
+    m = build_architecture("cifar_resnet9", (3, 32, 32), 10).train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(256, 3, 32, 32, generator=gen), torch.randint(0, 10, (256,), generator=gen)
+    times = []
+    for _ in range(8):
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    step = sorted(times[2:])[len(times[2:]) // 2]  # median after two warm-up steps
+    print("s per step", [round(v, 2) for v in times], f"median {step:.2f};",
+          f"epoch of 50,000 images about {step * 50000 / 256 / 60:.1f} min,",
+          f"16 epochs about {16 * step * 50000 / 256 / 3600:.1f} h")
+
+
 def inversion_noise() -> None:
     """Noise-robust rescue on the zoo's other-architecture models: the rescue (``rescue_below=0.5``) with Gaussian
     noise of std ``rescue_noise_std`` added to the images the model sees at every rescue step, so that the
@@ -837,7 +863,7 @@ if __name__ == "__main__":
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats,
             "di-substitutes": di_substitutes, "di-substitutes-zoo": di_substitutes_zoo,
-            "zoo-ranks": zoo_ranks}
+            "zoo-ranks": zoo_ranks, "cifar-step": cifar_step}
     takes_models = ("inversion-noise", "di-repeats", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
                    "zoo-ranks")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
