@@ -173,6 +173,20 @@ def test_scan_pairs_is_a_deep_inspect_mode(files: dict[str, Path], tmp_path: Pat
                  "--json", str(tmp_path / "reports" / "r.json")], capsys, "--pairs", tmp_path / "reports")
 
 
+def test_scan_scale_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--scale: a value it does not know, a method without a norm statistic, and pair mode are each one clear error."""
+    (tmp_path / "reports").mkdir()
+    rep = str(tmp_path / "reports" / "r.json")
+    m, npz = str(files["trojaned"]), str(files["npz"])
+    _assert_bad(["scan", m, "--scale", "ln", "--data", npz, "--json", rep], capsys, "'raw', 'log'", tmp_path / "reports")
+    _assert_bad(["scan", m, "--scale", "log", "--method", "neuron_inspect", "--data", npz, "--json", rep], capsys,
+                "not a norm", tmp_path / "reports")
+    _assert_bad(["scan", m, "--scale", "log", "--pairs", "--method", "deep_inspect", "--json", rep], capsys,
+                "--pairs", tmp_path / "reports")
+    _assert_bad(["scan-zoo", str(tmp_path), "--out", str(tmp_path / "reports" / "zoo"), "--scale", "log",
+                 "--method", "neuron_inspect"], capsys, "not a norm", tmp_path / "reports")
+
+
 def test_scan_familywise_cutoff(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # --familywise raises the cutoff to the per-model one for 10 classes (MAD test): 2 -> 4.01, same indices
     reps = {}

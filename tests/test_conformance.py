@@ -251,3 +251,33 @@ def test_query_only_onnx_twin(name: str, trojaned_model, digits, tmp_path) -> No
     assert ScanReport.from_json(r1.to_json()) == r1
     assert all(math.isfinite(c.statistic) for c in r1.classes) and r1.model_queries > 0
     assert r1.model.sha256 == q.metadata["sha256"]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_log_scale_scan_equals_rescaled_report(name: str, trojaned_model, digits) -> None:  # type: ignore[no-untyped-def]
+    """scale="log" changes only the outlier test (on log of the trigger norms): rescale() of a saved raw report gives
+    the log scan's report, and back; a detector whose statistic is not a norm has no such parameter."""
+    from trojanscan.scan import recalibrate, rescale, scale_takers
+
+    if name not in scale_takers():
+        assert name == "neuron_inspect"
+        with pytest.raises(TypeError):
+            get_detector(name, scale="log")
+        plain = get_detector(name, **_fast(name)).scan(trojaned_model.model, _clean_data(digits), progress=False)
+        with pytest.raises(InvalidInputError, match="not a norm"):
+            rescale(plain, "log")
+        return
+    data = _clean_data(digits)
+    plain = get_detector(name, **_fast(name)).scan(trojaned_model.model, data, seed=3, progress=False)
+    logs = get_detector(name, **_fast(name), scale="log").scan(trojaned_model.model, data, seed=3, progress=False)
+    assert logs.config["scale"] == "log" and any(n.startswith("scale log") for n in logs.notes)
+    assert logs.trojan_probability is None  # the curves are fitted on the papers' indices only
+    values = detector_class(name).statistics_on_scale(plain.classes, "log")
+    expect = stats.decide(values, cutoff=2.0, test=detector_class(name).test, scale="log")
+    assert [c.anomaly_index for c in logs.classes] == pytest.approx(expect.indices.tolist())
+    assert logs.suspects == expect.suspects
+    again = rescale(ScanReport.from_json(plain.to_json()), "log")
+    assert _comparable(again) == _comparable(logs)
+    assert _comparable(rescale(again, "raw")) == _comparable(recalibrate(plain))  # back on the papers' scale: a curve
+    with pytest.raises(InvalidInputError, match="scale"):
+        get_detector(name, **_fast(name), scale="ln").scan(trojaned_model.model, data, progress=False)

@@ -303,3 +303,40 @@ def test_per_model_scores_agree_with_the_familywise_cutoff() -> None:
     assert stats.null_false_alarm_rate(2.0, 10, "dmad_pairs") == pytest.approx(stats.alpha_from_cutoff(2.0))
     with pytest.raises(InvalidInputError, match="test"):
         stats.per_model_scores([1.0], 10, "dmad_pairs")
+
+
+# ----------------------------------------------------------------------------- log scale
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=1000).map(float), min_size=3, max_size=43),
+       st.floats(min_value=1e-2, max_value=1e2), st.floats(min_value=0.5, max_value=2.0))
+def test_log_scale_indices_ignore_any_power_law_of_the_norms(values: list[float], c: float, a: float) -> None:
+    """On the log scale a label's index depends only on the ratios of the norms, up to any power: c * x**a gives the
+    same indices (the raw scale is invariant to c but not to a)."""
+    for test in stats.TESTS:
+        base = stats.decide(values, test=test, scale="log")
+        moved = stats.decide([c * v**a for v in values], test=test, scale="log")
+        finite = np.isfinite(base.indices)
+        assert np.array_equal(finite, np.isfinite(moved.indices))
+        assert np.allclose(base.indices[finite], moved.indices[finite], rtol=1e-6, atol=1e-6)
+
+
+def test_log_scale_finds_a_small_norm_the_raw_scale_misses() -> None:
+    """The sweep's MobileNet-like model (docs/RESULTS.md): clean labels' masks spread from 31 to 81, the target's is 3."""
+    masks = [3.0, 72.7, 31.9, 31.0, 81.2, 51.1, 44.5, 74.7, 33.9, 51.1]
+    raw = stats.decide(masks, test="mad")
+    log = stats.decide(masks, test="mad", scale="log")
+    assert raw.suspects == [] and raw.anomaly_index == pytest.approx(1.85, abs=0.01)
+    assert log.suspects == [0] and log.anomaly_index == pytest.approx(4.53, abs=0.01)
+    assert stats.on_scale(masks, "log") == pytest.approx(np.log(masks))
+
+
+def test_log_scale_bad_input() -> None:
+    with pytest.raises(InvalidInputError, match="'raw', 'log'"):
+        stats.decide([1.0, 2.0, 3.0], scale="ln")
+    with pytest.raises(InvalidInputError, match="non-negative"):
+        stats.on_scale([1.0, -2.0, 3.0], "log")
+    zeros = stats.on_scale([0.0, 0.0, 0.0], "log")
+    assert np.array_equal(zeros, np.zeros(3))
+    floored = stats.on_scale([0.0, 1.0, 2.0], "log")  # a zero norm is floored, not -inf: still the clear outlier
+    assert np.all(np.isfinite(floored)) and floored[0] == pytest.approx(np.log(stats.LOG_FLOOR * 2.0))
+    assert stats.decide([0.0, 1.0, 1.1, 0.9, 1.05], scale="log").suspects == [0]

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trojanscan import stats
 from trojanscan.bench.metrics import brier, cross_entropy, roc_auc
 from trojanscan.bench.zooscan import find_models, load_truth, scan_zoo, summarise
 from trojanscan.calibration import (
@@ -164,6 +165,22 @@ def test_scan_zoo_end_to_end(zoo: tuple[Path, Path], tmp_path: Path) -> None:
         a, b = rows[name]["methods"]["neuron_inspect"], fw_rows[name]["methods"]["neuron_inspect"]
         assert a["anomaly_index"] == b["anomaly_index"]
         assert b["verdict"] == ("trojaned" if b["anomaly_index"] > saved["cutoff"] else "benign")
+    # so does --scale log (Neural Cleanse's masks, no rescan), and back; NeuronInspect has no log scale
+    nc1 = scan_zoo(d, out, data=[data], method="neural_cleanse", workers=1, progress=False,
+                   params={"neural_cleanse": {"epochs": 3, "steps_per_epoch": 2}})
+    nc2 = scan_zoo(d, out, data=[data], method="neural_cleanse", workers=1, progress=False, scale="log",
+                   params={"neural_cleanse": {"epochs": 3, "steps_per_epoch": 2}})
+    assert {r["model"] for r in nc2["models"] if r.get("resumed")} == {"troj.safetensors", "clean.safetensors"}
+    logged = ScanReport.load_json(out / "reports" / "troj.json")
+    assert logged.config["scale"] == "log" and logged.trojan_probability is None
+    masks = [c.statistic for c in logged.classes]
+    assert [c.anomaly_index for c in logged.classes] == pytest.approx(
+        stats.decide(masks, test="mad", scale="log").indices.tolist())
+    assert nc2["metrics"]["neural_cleanse"]["auc_on"] == "anomaly_index"
+    nc3 = scan_zoo(d, out, data=[data], method="neural_cleanse", workers=1, progress=False,
+                   params={"neural_cleanse": {"epochs": 3, "steps_per_epoch": 2}})
+    assert all(r.get("resumed") for r in nc3["models"] if r["status"] == "ok")
+    assert [r["methods"] for r in nc3["models"]] == [r["methods"] for r in nc1["models"]]
     # other detector settings are not reused: the model is scanned again
     other = scan_zoo(d, out, data=[data], method="neuron_inspect", workers=1, progress=False,
                      params={"neuron_inspect": {"n_images": 10}})

@@ -90,6 +90,9 @@ def scan(
     pairs: Annotated[bool, typer.Option(
         help="DeepInspect: test every source-target class pair, which finds all-to-all trojans (y -> y+1); one "
              "trigger generator per class, several times slower")] = False,
+    scale: Annotated[str, typer.Option(
+        help="raw (the papers) or log: Neural Cleanse and DeepInspect test the log of their trigger norms, so a "
+             "label counts as small relative to the others (not in the papers; no calibrated probability)")] = "raw",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
@@ -104,6 +107,11 @@ def scan(
         raise InvalidInputError("give --alpha or --cutoff, not both")
     if pairs and method not in ("deep_inspect", "all"):
         raise InvalidInputError(f"--pairs is a DeepInspect mode; it does not apply to --method {method}")
+    from trojanscan.scan import scale_params
+
+    params = scale_params(scale, method, pairs)
+    if pairs:
+        params.setdefault("deep_inspect", {})["pairs"] = True
     if json_out is not None:
         _check_out(json_out, (".json",), "--json")
     if html_out is not None:
@@ -132,7 +140,7 @@ def scan(
     try:
         outcome = scan_model(clf, clean, method=method, seed=seed, cutoff=cutoff, alpha=alpha, familywise=familywise,
                              progress=progress, artifact_dir=artifact_dir,
-                             params={"deep_inspect": {"pairs": True}} if pairs else None)
+                             params=params or None)
     except BaseException:  # a scan stopped part-way (a query budget, a detector's error): no partial output files
         if fresh_dir and artifact_dir is not None and artifact_dir.exists():
             import shutil
@@ -461,6 +469,9 @@ def scan_zoo_cmd(
         help="Run TorchScript files even if their code can touch files or the network (trusted folders only!)")] = False,
     timeout: Annotated[float | None, typer.Option(
         help="Most seconds one model may take; it is then stopped and recorded as failed (default: no limit)")] = None,
+    scale: Annotated[str, typer.Option(
+        help="raw (the papers) or log: Neural Cleanse and DeepInspect test the log of their trigger norms; saved "
+             "reports are re-decided, not rescanned")] = "raw",
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Scan every model in a folder; per detector ROC-AUC, cross-entropy, Brier, FP/FN, target accuracy, time."""
@@ -471,7 +482,7 @@ def scan_zoo_cmd(
     doc = scan_zoo(directory, out, truth=truth, data=data or [], method=method, seed=seed, workers=workers,
                    ray_address=ray_address, input_shape=_ints(input_shape, "input-shape"), familywise=familywise,
                    device=device, allow_unsafe_torchscript=allow_unsafe_torchscript, timeout_s=timeout,
-                   progress=progress)
+                   scale=scale, progress=progress)
     typer.echo(f"{doc['n_models']} models scanned ({doc['n_failed']} failed) in {doc['wall_s']:.0f} s")
     for meth, s in doc["metrics"].items():
         auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"

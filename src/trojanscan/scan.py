@@ -22,6 +22,7 @@ from trojanscan.detectors.base import (
     false_alarm_notes,
     get_detector,
     list_detectors,
+    scale_notes,
 )
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
@@ -136,6 +137,10 @@ def _check_joint_budget(model: Classifier, data: Dataset | None, dets: dict[str,
         check_query_budget(model, sum(known.values()), f"{' + '.join(known)} need at least")
 
 
+#: Start of the note a combined report carries when its probability pools only some of its detectors.
+POOL_NOTE = "p(trojaned)"
+
+
 def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] | None = None) -> ScanReport:
     """``report`` with its ``trojan_probability`` recomputed from ``calibration`` (default: the shipped curves).
 
@@ -148,10 +153,19 @@ def recalibrate(report: ScanReport, calibration: dict[str, LogisticCalibration] 
     if report.reports:
         subs = {k: recalibrate(r, curves) for k, r in report.reports.items()}
         probs = [r.trojan_probability for r in subs.values() if r.trojan_probability is not None]
-        return replace(report, reports=subs, trojan_probability=pooled_probability(probs) if probs else None)
-    # a curve is fitted on one test's indices: a report of another test (DeepInspect's pair mode) gets none
+        without = [k for k, r in subs.items() if r.trojan_probability is None]
+        notes = [n for n in report.notes if not n.startswith(POOL_NOTE)]
+        if without and probs:
+            notes.append(f"{POOL_NOTE} pools {', '.join(k for k in subs if k not in without)} only: "
+                         f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} no calibrated curve for "
+                         "this setting (pair mode, the log scale), so the probability and the vote can disagree")
+        return replace(report, reports=subs, trojan_probability=pooled_probability(probs) if probs else None,
+                       notes=notes)
+    # a curve is fitted on one test's indices on the papers' scale: a report of another test (DeepInspect's pair
+    # mode) or of the log scale gets none
     curve = curves.get(report.method)
-    if curve is not None and _report_test(report) != detector_class(report.method).test:
+    if curve is not None and (_report_test(report) != detector_class(report.method).test
+                              or report.config.get("scale", "raw") != "raw"):
         curve = None
     return replace(report, trojan_probability=None if curve is None else curve.probability(report.anomaly_index))
 
@@ -196,3 +210,59 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
     notes += false_alarm_notes(len(report.classes), c, _report_test(report), familywise)
     return replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign", config=config,
                    notes=notes)
+
+
+def scale_takers() -> list[str]:
+    """The registered detectors with a ``scale`` hyperparameter (their statistics are trigger norms)."""
+    return [m for m in list_detectors() if "scale" in detector_class(m)._param_names()]
+
+
+def scale_params(scale: str, method: str = "all", pairs: bool = False) -> dict[str, dict[str, Any]]:
+    """Per-detector parameters that put ``method``'s outlier test on ``scale`` (``--scale``); ``{}`` for raw.
+
+    A method without a log scale asked for one alone, or the log scale with DeepInspect's pair mode, is an error."""
+    from trojanscan import stats
+
+    stats.check_scale(scale, "--scale")
+    if scale == "raw":
+        return {}
+    takers = scale_takers()
+    if method != "all" and method not in takers:
+        raise InvalidInputError(f"--scale log applies to {' and '.join(takers)} (their statistics are trigger norms); "
+                                f"{method}'s statistic is not a norm: drop --scale or pick another --method")
+    if pairs:
+        raise InvalidInputError("--scale log does not combine with --pairs: pair mode already tests the log L1 of "
+                                "every pair")
+    return {m: {"scale": scale} for m in takers if method in ("all", m)}
+
+
+def rescale(report: ScanReport, scale: str) -> ScanReport:
+    """The decision ``report`` would have had with its outlier test on another scale (``"raw"`` or ``"log"``,
+    :func:`trojanscan.stats.on_scale`), without scanning again.
+
+    A scan's per-class numbers do not depend on the scale, so the statistics are rebuilt from the saved
+    ones (:meth:`Detector.statistics_on_scale`), the indices recomputed at the report's own cutoff, and the
+    probability recalibrated (none on the log scale: the curves are fitted on the papers' indices). A combined
+    report is re-decided detector by detector; detectors without a log scale (NeuronInspect) keep their report.
+    """
+    from trojanscan import stats
+
+    stats.check_scale(scale, "rescale")
+    if report.reports:
+        subs = {k: (rescale(r, scale) if r.method in scale_takers() else r) for k, r in report.reports.items()}
+        return recalibrate(replace(combine(subs), runtime_s=report.runtime_s, notes=report.notes))
+    cls = detector_class(report.method)
+    if report.method not in scale_takers():
+        raise InvalidInputError(f"{report.method} has no log scale: its statistic is not a norm")
+    if _report_test(report) not in stats.TESTS:
+        raise InvalidInputError(f"a {_report_test(report)!r} report (DeepInspect's pair mode) has no other scale")
+    values = cls.statistics_on_scale(report.classes, scale)
+    test = _report_test(report)
+    decision = stats.decide(values, cutoff=report.cutoff, test=test, scale=scale)
+    classes = [replace(c, statistic=float(v), anomaly_index=float(i))
+               for c, v, i in zip(report.classes, values, decision.indices, strict=True)]
+    kept = [n for n in report.notes if n not in scale_notes("log")]  # in a scan's order: the scale's note before
+    first = [n for n in kept if not n.startswith(FALSE_ALARM_NOTE)]  # the false-alarm ones
+    notes = first + scale_notes(scale) + [n for n in kept if n.startswith(FALSE_ALARM_NOTE)]
+    return recalibrate(replace(report, classes=classes, anomaly_index=decision.anomaly_index, suspects=decision.suspects,
+                               verdict=decision.verdict, config={**report.config, "scale": scale}, notes=notes))

@@ -115,9 +115,10 @@ class _Job:
     familywise: bool = False
     device: str = "cpu"
     allow_unsafe_torchscript: bool = False
+    scale: str = "raw"
 
 
-_DECISION_KEYS = ("cutoff", "alpha", "familywise")  # settings rethreshold() changes without a rescan
+_DECISION_KEYS = ("cutoff", "alpha", "familywise", "scale")  # settings rethreshold() / rescale() change, no rescan
 
 
 def _same_settings(old: Any, params: dict[str, dict[str, Any]] | None) -> bool:
@@ -164,7 +165,9 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         from trojanscan.data.registry import load_clean_data
         from trojanscan.models.io import load_model
         from trojanscan.report.scan_report import ScanReport
-        from trojanscan.scan import recalibrate, rethreshold, scan_model
+        from trojanscan.scan import recalibrate, rescale, rethreshold, scale_params, scale_takers, scan_model
+
+        takers = scale_takers()
 
         report_path = Path(job.out_dir) / "reports" / (Path(job.path).stem + ".json")
         digest = sha256_file(job.path)
@@ -173,8 +176,12 @@ def _scan_one(job: _Job) -> dict[str, Any]:
                 old = ScanReport.from_json(report_path.read_text())
                 if (old.model.sha256 == digest and old.method == job.method and old.seed == job.seed
                         and _same_settings(old, job.params)):
-                    # re-decided at the requested cutoff, its probability from today's calibration
-                    new = recalibrate(rethreshold(old, familywise=job.familywise))
+                    # re-decided at the requested scale and cutoff, its probability from today's calibration
+                    subs = old.reports if old.reports else {old.method: old}
+                    scaled = old
+                    if any(r.config.get("scale", "raw") != job.scale for r in subs.values() if r.method in takers):
+                        scaled = rescale(old, job.scale)
+                    new = recalibrate(rethreshold(scaled, familywise=job.familywise))
                     if new != old:
                         write_text_atomic(report_path, new.to_json() + "\n")
                     return _row_from_report(name, new, new.runtime_s, new.data.source) | {"resumed": True}
@@ -186,7 +193,10 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         model.metadata.update(path=str(job.path), sha256=digest)
         path = dict(job.data_by_shape).get(tuple(model.input_shape))
         data = load_clean_data(path) if path is not None else None  # only the file of this model's shape
-        outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=job.params,
+        params = {k: dict(v) for k, v in (job.params or {}).items()}
+        for det, hp in scale_params(job.scale, job.method).items():
+            params.setdefault(det, {}).update(hp)
+        outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=params or None,
                              familywise=job.familywise)
         rep = outcome.report
         write_text_atomic(report_path, rep.to_json() + "\n")
@@ -301,7 +311,9 @@ def summarise(rows: Sequence[dict[str, Any]], truth: dict[str, dict[str, Any]]) 
     target accuracy (trojaned models whose first suspect is a true target), time per model.
 
     ROC-AUC uses the probability when every scanned model has one, else the anomaly index (a monotone
-    calibration gives the same AUC); cross-entropy and Brier need probabilities (None otherwise).
+    calibration gives the same AUC); cross-entropy and Brier need probabilities (None otherwise). The combined
+    method's probability counts only where each of its detectors had one: pooled over some of them it would judge
+    a subset, not the combined verdict.
     """
     methods = sorted({m for r in rows for m in r["methods"]})
     ok = [r for r in rows if r["status"] == "ok"]
@@ -312,6 +324,8 @@ def summarise(rows: Sequence[dict[str, Any]], truth: dict[str, dict[str, Any]]) 
         res = [r["methods"][meth] for r in rs]
         probs = [e["trojan_probability"] for e in res]
         have_p = bool(rs) and all(p is not None for p in probs)
+        if meth == "all":  # the pool must cover every detector that ran
+            have_p = have_p and all(e["trojan_probability"] is not None for r in rs for e in r["methods"].values())
         score = probs if have_p else [e["anomaly_index"] for e in res]
         pred = [e["verdict"] == "trojaned" for e in res]
         troj = [(e, truth[r["model"]]) for e, r in zip(res, rs, strict=True) if truth[r["model"]]["trojaned"]]
@@ -397,6 +411,7 @@ def scan_zoo(
     device: str | None = None,
     allow_unsafe_torchscript: bool = False,
     timeout_s: float | None = None,
+    scale: str = "raw",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Scan every model in ``directory``; write reports and the zoo summary under ``out``; return the summary.
@@ -406,13 +421,17 @@ def scan_zoo(
     (:mod:`trojanscan.models.vetting`), unless ``allow_unsafe_torchscript``. ``timeout_s``: the most seconds one
     model may take (its process is then stopped and the model recorded as failed); default none.
 
-    ``familywise``: every detector's per-model cutoff for the model's number of classes. A saved report of
-    the same model, method, seed and detector settings is reused (resume), re-decided at the requested cutoff.
+    ``familywise``: every detector's per-model cutoff for the model's number of classes. ``scale``: the outlier
+    test's scale for the detectors that have one (:func:`trojanscan.scan.scale_params`). A saved report of the same
+    model, method, seed and detector settings is reused (resume), re-decided at the requested scale and cutoff.
     """
     from trojanscan.detectors.base import list_detectors
 
     if method != "all" and method not in list_detectors():
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
+    from trojanscan.scan import scale_params
+
+    scale_params(scale, method)  # a bad scale, or one the method lacks, before any model is read
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise InvalidInputError(f"--workers must be an int >= 1; got {workers!r}")
     from trojanscan.models.classifier import resolve_device
@@ -436,7 +455,7 @@ def scan_zoo(
     if not isinstance(allow_unsafe_torchscript, bool):
         raise InvalidInputError(f"allow_unsafe_torchscript must be True or False; got {allow_unsafe_torchscript!r}")
     jobs = [_Job(str(m), str(outp), method, seed, data_by_shape, threads, params, shape, familywise,  # type: ignore[arg-type]
-                 dev, allow_unsafe_torchscript) for m in models]
+                 dev, allow_unsafe_torchscript, scale) for m in models]
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 

@@ -126,7 +126,8 @@ class Detector(ABC):
             raise RuntimeError(f"internal error: {self.name} returned {len(out.statistics)} statistics for {k} classes")
         test = self.decision_test()
         if out.indices is None:
-            decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(k), test=test)
+            decision = stats.decide(out.statistics, cutoff=self.effective_cutoff(k), test=test,
+                                    scale=self.decision_scale())
         else:
             if len(out.indices) != k:
                 raise RuntimeError(f"internal error: {self.name} returned {len(out.indices)} indices for {k} classes")
@@ -169,6 +170,7 @@ class Detector(ABC):
             config={**_jsonable(self.get_params()), "test": test},
             artifacts=artifacts,
             notes=(_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes)
+                   + scale_notes(self.decision_scale())
                    + false_alarm_notes(k, decision.cutoff, test, bool(getattr(self, "familywise", False)))),
         )
 
@@ -192,8 +194,22 @@ class Detector(ABC):
         unless a mode of the detector tests something else (DeepInspect's pair mode: ``dmad_pairs``)."""
         return self.test
 
+    @classmethod
+    def statistics_on_scale(cls, classes: Sequence[ClassResult], scale: str) -> list[float]:
+        """The per-class statistics a scan at ``scale`` reports, rebuilt from a saved report's ``classes``
+        (their statistic and ``extra``), so that :func:`trojanscan.scan.rescale` can re-decide it without a scan.
+        Detectors without a ``scale`` hyperparameter have none to give (their statistic is not a norm)."""
+        raise InvalidInputError(f"{cls.name} has no log scale: its statistic is not a norm")
+
+    def decision_scale(self) -> str:
+        """The scale the outlier test runs on (:func:`trojanscan.stats.on_scale`): the ``scale`` hyperparameter of
+        the detectors that have one (their statistics are norms), else ``"raw"``, the papers' test."""
+        return str(getattr(self, "scale", "raw"))
+
     def _check_common(self) -> None:
         stats.check_cutoff(getattr(self, "cutoff", 2.0))  # even when alpha overrides it
+        if hasattr(self, "scale"):
+            stats.check_scale(self.scale, type(self).__name__)
         self.effective_cutoff()  # validates alpha and familywise
 
     @abstractmethod
@@ -257,6 +273,14 @@ FEW_LABELS = 5
 
 #: Every note :func:`false_alarm_notes` writes starts with this (``rethreshold`` replaces it).
 FALSE_ALARM_NOTE = "false alarms:"
+
+
+def scale_notes(scale: str) -> list[str]:
+    """The note a report on ``scale`` carries (none on the papers' raw scale)."""
+    if scale == "raw":
+        return []
+    return ["scale log (not in the paper): the outlier test ran on log(statistic), so an index counts spreads of the "
+            "labels' ratios to the median; no calibrated probability exists for it (docs/methods/statistics.md)"]
 
 
 def false_alarm_notes(k: int, cutoff: float, test: str, familywise: bool) -> list[str]:

@@ -20,6 +20,7 @@ Every choice the paper leaves open is listed in docs/methods/deep_inspect.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -31,7 +32,7 @@ from trojanscan.detectors.base import Detector, DetectorOutput, register_detecto
 from trojanscan.errors import InvalidInputError
 from trojanscan.generator import train_trigger_generator, trigger_statistics
 from trojanscan.models.classifier import Classifier
-from trojanscan.report.scan_report import DataInfo
+from trojanscan.report.scan_report import ClassResult, DataInfo
 
 #: Inputs with more values than this (C·H·W) use the auto-encoder embedding when ``use_autoencoder`` is None.
 #: The paper uses it for its 224x224x3 benchmarks and not for MNIST (28x28x1) or GTSRB (32x32x3); we
@@ -98,7 +99,9 @@ class DeepInspect(Detector):
     - auto-encoder (§4.2): ``use_autoencoder`` (None = automatic above :data:`AUTOENCODER_ABOVE` input
       values), ``latent_dim``, ``ae_steps``.
     - decision: ``cutoff`` (2.0, the paper's c) or ``alpha`` (significance level, Eq. 7); ``familywise``
-      raises it to the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper).
+      raises it to the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper);
+      ``scale``: ``"raw"`` (the paper: DMAD of the soft hinge) or ``"log"`` (DMAD of the log L1 norm of the triggers,
+      stats.on_scale; not in the paper. The hinge's threshold shift would distort a logarithm, so the L1 is used).
     """
 
     name: ClassVar[str] = "deep_inspect"
@@ -134,6 +137,7 @@ class DeepInspect(Detector):
         cutoff: float = 2.0,
         alpha: float | None = None,
         familywise: bool = False,
+        scale: str = "raw",
     ) -> None:
         self.n_per_class = n_per_class
         self.inversion_steps = inversion_steps
@@ -162,6 +166,7 @@ class DeepInspect(Detector):
         self.cutoff = cutoff
         self.alpha = alpha
         self.familywise = familywise
+        self.scale = scale
 
     def _check_params(self) -> None:
         for name in ("n_per_class", "inversion_steps", "steps", "batch_size", "z_dim", "embed_dim", "hidden",
@@ -185,6 +190,23 @@ class DeepInspect(Detector):
         _check(self.use_autoencoder is None or isinstance(self.use_autoencoder, bool), "use_autoencoder",
                "None (automatic), True or False", self.use_autoencoder)
         _check(isinstance(self.pairs, bool), "pairs", "True or False", self.pairs)
+        _check(not (self.pairs and self.scale == "log"), "scale", "'raw' in pair mode", self.scale,
+               "Pair mode already tests the log L1 of every pair (docs/methods/deep_inspect.md).")
+
+    @classmethod
+    def statistics_on_scale(cls, classes: Sequence[ClassResult], scale: str) -> list[float]:
+        """``raw``: the soft hinge, or the L1 when the hinge is degenerate (:func:`perturbation_statistic`); ``log``:
+        the L1 norm of the triggers. Both come from the saved per-class ``extra`` (``hinge``, ``l1``)."""
+        stats.check_scale(scale, cls.__name__)
+        missing = [c.label for c in classes if "l1" not in c.extra or "hinge" not in c.extra]
+        if missing:
+            raise InvalidInputError(f"the report has no per-class 'hinge' and 'l1' for labels {missing} (a pair-mode "
+                                    "report, or one written by another tool): it cannot be put on another scale")
+        l1 = np.array([c.extra["l1"] for c in classes], dtype=np.float64)
+        if scale == "log":
+            return [float(v) for v in l1]
+        values, _ = perturbation_statistic(np.array([c.extra["hinge"] for c in classes], dtype=np.float64), l1)
+        return [float(v) for v in values]
 
     def decision_test(self) -> str:
         """``dmad`` (the paper's test over labels) or, in pair mode, ``dmad_pairs`` (per-model scores of the pairs)."""
@@ -281,7 +303,10 @@ class DeepInspect(Detector):
         if self.n_repeats > 1:
             notes.append(f"statistic: mean over {self.n_repeats} independently seeded generators")
         st = runs[0]
-        values, which = perturbation_statistic(hinge.double().numpy(), l1.double().numpy())
+        if self.scale == "log":
+            values, which = l1.double().numpy(), "log"
+        else:
+            values, which = perturbation_statistic(hinge.double().numpy(), l1.double().numpy())
         if which == "l1":
             notes.append(f"the soft hinge (thres {thres:.4g}) is degenerate (no spread in its left half): "
                          "the statistic is the raw L1 norm of the triggers")

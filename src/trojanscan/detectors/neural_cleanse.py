@@ -36,11 +36,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from trojanscan import stats
 from trojanscan.data.base import Dataset
 from trojanscan.detectors.base import Detector, DetectorOutput, register_detector
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
-from trojanscan.report.scan_report import DataInfo
+from trojanscan.report.scan_report import ClassResult, DataInfo
 from trojanscan.triggers import stamp
 
 #: ``K.epsilon()`` of Keras, the ``epsilon`` of the original tanh parametrisation and of its Adam.
@@ -266,6 +267,8 @@ class NeuralCleanse(Detector):
     inversion_per_class: model-inversion images per class when no clean data is given.
     cutoff, alpha: MAD anomaly-index cutoff (2.0) or significance level overriding it.
     familywise: the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper).
+    scale: ``"raw"`` (the paper: MAD of the mask L1 norms) or ``"log"`` (MAD of their logarithms,
+        stats.on_scale; not in the paper).
     """
 
     name: ClassVar[str] = "neural_cleanse"
@@ -293,6 +296,7 @@ class NeuralCleanse(Detector):
         cutoff: float = 2.0,
         alpha: float | None = None,
         familywise: bool = False,
+        scale: str = "raw",
     ) -> None:
         self.init_cost = init_cost
         self.lr = lr
@@ -313,8 +317,15 @@ class NeuralCleanse(Detector):
         self.cutoff = cutoff
         self.alpha = alpha
         self.familywise = familywise
+        self.scale = scale
 
     # ------------------------------------------------------------------ validation
+    @classmethod
+    def statistics_on_scale(cls, classes: Sequence[ClassResult], scale: str) -> list[float]:
+        """The mask L1 norms, on either scale (the log is taken by the test, not stored)."""
+        stats.check_scale(scale, cls.__name__)
+        return [float(c.extra.get("mask_l1", c.statistic)) for c in classes]
+
     def _check_params(self) -> None:
         _check(_is_num(self.init_cost) and self.init_cost > 0, "init_cost", "a positive finite number", self.init_cost,
                "The original uses 1e-3.")
