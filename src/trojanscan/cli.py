@@ -190,7 +190,9 @@ def _print_summary(rep: Any) -> None:
     typer.echo(f"  anomaly index:  {rep.anomaly_index:.2f}  (cutoff {rep.cutoff:.2f}"
                f"{', family-wise' if rep.familywise else ''}{per_model})")
     if rep.trojan_probability is not None:
-        typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models)")
+        pooled = [k for k, r in rep.reports.items() if r.trojan_probability is not None]
+        only = f"; {', '.join(pooled)} only" if len(pooled) < len(rep.reports) else ""
+        typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models{only})")
     typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images)")
     typer.echo(f"  time:           {rep.runtime_s:.1f} s, {rep.model_queries} model queries")
     for name, sub in rep.reports.items():

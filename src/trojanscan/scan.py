@@ -249,7 +249,9 @@ def rescale(report: ScanReport, scale: str) -> ScanReport:
 
     stats.check_scale(scale, "rescale")
     if report.reports:
-        subs = {k: (rescale(r, scale) if r.method in scale_takers() else r) for k, r in report.reports.items()}
+        # NeuronInspect (no log scale) and a pair-mode DeepInspect (its own test, already on log L1) keep their report
+        subs = {k: (rescale(r, scale) if r.method in scale_takers() and _report_test(r) in stats.TESTS else r)
+                for k, r in report.reports.items()}
         return recalibrate(replace(combine(subs), runtime_s=report.runtime_s, notes=report.notes))
     cls = detector_class(report.method)
     if report.method not in scale_takers():

@@ -431,7 +431,8 @@ def scan_zoo(
         raise InvalidInputError(f"unknown method {method!r}; choose one of {', '.join(list_detectors())} or 'all'")
     from trojanscan.scan import scale_params
 
-    scale_params(scale, method)  # a bad scale, or one the method lacks, before any model is read
+    # a bad scale, one the method lacks, or the log scale with pair mode: before any model is read
+    scale_params(scale, method, bool((params or {}).get("deep_inspect", {}).get("pairs", False)))
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise InvalidInputError(f"--workers must be an int >= 1; got {workers!r}")
     from trojanscan.models.classifier import resolve_device
