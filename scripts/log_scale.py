@@ -6,13 +6,16 @@ REPORT_DIR holds `<model>.json` reports (a `trojanscan scan --json` or `scan-zoo
 `--method all`), TRUTH_DIR the models' `<model>.truth.json`. Nothing is scanned: the per-label statistics in the
 reports are put through the outlier test again. Prints, per model and detector, the anomaly index and suspects on
 both scales, then per detector and scale the ROC-AUC of the anomaly index, false positives / negatives at the
-report's cutoff and how many trojaned models have a true target as their first suspect. The combined verdict
+report's cutoff and how many trojaned models have a true target as their first suspect; last, for each trojaned model
+and each detector with a log scale, the target's statistic next to the median and range of the other labels'. The
+combined verdict
 ("all": majority vote) is re-formed from the rescaled detectors; NeuronInspect (no log scale) keeps its report.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -64,6 +67,25 @@ def main() -> None:
             troj = [(t, r) for t, r in have if t["trojaned"] and t["targets"]]
             hit = sum(1 for t, r in troj if r.suspects and r.suspects[0] in t["targets"])
             print(f"| {m} | {scale} | {auc:.3f} | {fp} of {len(y) - sum(y)} | {fn} of {sum(y)} | {hit} of {len(troj)} |")
+
+
+    print()
+    print("| model | detector | scale (statistic) | target's | median | other labels' |")
+    print("|---|---|---|---|---|---|")
+    for name, truth, b in rows:
+        for m in methods:
+            if not truth["trojaned"] or len(truth["targets"]) != 1 or b["log"].get(m) is None:
+                continue
+            if b["log"][m].config.get("scale") != "log":
+                continue  # no log scale (NeuronInspect, the combined vote)
+            t = int(truth["targets"][0])
+            for scale in ("raw", "log"):
+                r = b[scale][m]
+                what = "hinge" if m == "deep_inspect" and scale == "raw" else "L1 norm"  # what the test saw
+                values = [c.statistic for c in r.classes]
+                others = [v for i, v in enumerate(values) if i != t]
+                print(f"| {name} | {m} | {scale} ({what}) | {values[t]:.2f} | {statistics.median(values):.1f} | "
+                      f"{min(others):.1f}-{max(others):.1f} |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -228,6 +229,21 @@ def test_summarise_without_probabilities_uses_the_index() -> None:
     s = summarise(rows, truth)["x"]
     assert s["auc_on"] == "anomaly_index" and s["roc_auc"] == 1.0
     assert s["cross_entropy"] is None and s["false_positives"] == 1 and s["target_accuracy"] == 1.0
+
+
+def test_summarise_judges_the_combined_probability_only_where_it_pools_every_detector() -> None:
+    """A combined probability pooled over some detectors (the others had no curve: log scale, pair mode) is not the
+    combined verdict's: the combined ROC-AUC then falls back to its anomaly index, which here ranks the other way."""
+    def row(m: str, p_all: float, i_all: float, p_nc: float | None) -> dict[str, Any]:
+        e = {"verdict": "benign", "suspects": [], "runtime_s": 1.0}
+        return {"model": m, "status": "ok", "methods": {
+            "all": e | {"anomaly_index": i_all, "trojan_probability": p_all},
+            "neural_cleanse": e | {"anomaly_index": i_all, "trojan_probability": p_nc}}}
+    truth = {"a": {"trojaned": True, "targets": []}, "b": {"trojaned": False, "targets": []}}
+    pooled = summarise([row("a", 0.2, 3.0, None), row("b", 0.8, 1.0, None)], truth)["all"]
+    assert pooled["auc_on"] == "anomaly_index" and pooled["roc_auc"] == 1.0 and pooled["cross_entropy"] is None
+    full = summarise([row("a", 0.2, 3.0, 0.5), row("b", 0.8, 1.0, 0.5)], truth)["all"]
+    assert full["auc_on"] == "trojan_probability" and full["roc_auc"] == 0.0
 
 
 def test_cli_scan_zoo_bad_input_writes_nothing(zoo: tuple[Path, Path], tmp_path: Path,
