@@ -28,6 +28,10 @@
                                                                  # on the zoo's other-architecture TorchScript files
     .venv/bin/python scripts/measure_extras.py inversion-noise [MODEL ...]  # the rescue under noise (std 0.1 / 0.2 / 0.3),
                                                                  # DeepInspect on each
+    .venv/bin/python scripts/measure_extras.py inversion-bn [MODEL ...]  # the batch-norm prior (bn_weight 0 / 0.01 / 0.1),
+                                                                 # DeepInspect on each; MODEL a .pt path beside its
+                                                                 # NAME.truth.json (default: the batch-norm networks of
+                                                                 # runs/foreign and runs/zoo)
     .venv/bin/python scripts/measure_extras.py few-labels   # every detector on random 2/3/4-class networks
     .venv/bin/python scripts/measure_extras.py large-input  # DeepInspect's stages per step on 3x32..3x128 inputs
     .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
@@ -706,6 +710,34 @@ def inversion_noise() -> None:
                   "stats " + " ".join(f"{v:.1f}" for v in stats), f"{rep.runtime_s:.0f} s", flush=True)
 
 
+BN_MODELS = ["runs/foreign/bnsilu_clean.pt", "runs/foreign/bnsilu_troj.pt", "runs/foreign/mobile_clean.pt",
+             "runs/foreign/mobile_troj.pt", "runs/zoo/resnet8_clean_s32.pt", "runs/zoo/resnet8_badnets5_mid_t3.pt"]
+
+
+def inversion_bn() -> None:
+    """Model inversion with the batch-norm prior (``bn_weight``; ``trojanscan.inversion``) at 0 (Eq. 1 alone, the
+    default), 0.01 and 0.1, and DeepInspect's scan on each substitute set (as in ``inversion-rescue``: the 0 row equals
+    ``trojanscan scan --data none``), with the target's rank among the per-class statistics."""
+    import json
+
+    from trojanscan.inversion import invert
+
+    for path in sys.argv[2:] or BN_MODELS:
+        model = load_model(path, input_shape=(1, 28, 28))
+        truth = json.loads(open(path.rsplit(".", 1)[0] + ".truth.json").read())
+        targets = [int(t) for t in truth.get("targets", [])]
+        for bw in (0.0, 0.01, 0.1):
+            inv = invert(model, seed=0, bn_weight=bw)
+            covered = len(set(model.predict(inv.data.x).tolist()))
+            rep = get_detector("deep_inspect").scan(model, inv.data, seed=0, progress=False)
+            stats = [c.statistic for c in rep.classes]
+            order = sorted(range(len(stats)), key=lambda i: stats[i])
+            ranks = [order.index(t) + 1 for t in targets]
+            print(path, f"bn_weight={bw}", f"bn layers {inv.bn_layers}", f"confidence mean {inv.confidence.mean():.3f}",
+                  f"classes {covered}/10", f"DF {rep.anomaly_index:.2f}", rep.suspects, f"target rank {ranks}",
+                  "stats " + " ".join(f"{v:.1f}" for v in stats), f"{rep.runtime_s:.0f} s", flush=True)
+
+
 def few_labels() -> None:
     """Every detector on a randomly initialised tiny_cnn with 2, 3 and 4 labels (seed 0), 40 seeded noise images:
     what the median/MAD test does with few labels (docs/methods/statistics.md, "Few labels")."""
@@ -859,12 +891,14 @@ if __name__ == "__main__":
             "patch-why": patch_why, "patch-prune": patch_prune, "prune-layer": prune_layer,
             "prune-arch": prune_arch, "prune-pooled": prune_pooled, "patch-anchor": patch_anchor,
             "multi-target": multi_target,
-            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise, "few-labels": few_labels,
+            "di-asr": di_asr, "inversion-rescue": inversion_rescue, "inversion-noise": inversion_noise,
+            "inversion-bn": inversion_bn, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats,
             "di-substitutes": di_substitutes, "di-substitutes-zoo": di_substitutes_zoo,
             "zoo-ranks": zoo_ranks, "cifar-step": cifar_step}
-    takes_models = ("inversion-noise", "di-repeats", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
+    takes_models = ("inversion-noise", "inversion-bn",
+                    "di-repeats", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
                    "zoo-ranks")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")

@@ -259,6 +259,88 @@ def test_inversion_rescue_leaves_converged_images_unchanged(trojaned_model: Buil
     assert torch.equal(on.data.x, off.data.x) and torch.equal(on.confidence, off.confidence)
 
 
+def _bn_net(fold: bool = False) -> object:
+    """A tiny conv net with two batch-norm layers whose running statistics are not the identity's."""
+    from torch import nn
+
+    from trojanscan.models import Classifier
+
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2),
+                        nn.BatchNorm2d(4), nn.SiLU(), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    if fold:  # a network without batch norm in its graph
+        net = nn.Sequential(*(m for m in net if not isinstance(m, nn.BatchNorm2d)))
+    return Classifier(net.eval(), (1, 28, 28), 10).eval()
+
+
+def test_batchnorm_prior_reads_the_running_statistics() -> None:
+    """R_BN is the mean Gaussian KL of the batch's per-channel statistics to the running ones: 0 when they match."""
+    from trojanscan.inversion import batchnorm_prior
+
+    model = _bn_net()
+    x = torch.rand(6, 1, 28, 28, requires_grad=True)
+    prior, layers = batchnorm_prior(model(x))
+    assert layers == 2 and float(prior.detach()) > 0
+    (g,) = torch.autograd.grad(prior, x)
+    assert float(g.abs().sum()) > 0  # it steers the images
+    # set the first layer's running statistics to this batch's: its KL term vanishes, the other stays
+    bn = model.module[1]
+    with torch.no_grad():
+        h = model.module[0](x)
+        bn.running_mean.copy_(h.mean((0, 2, 3)))
+        bn.running_var.copy_(h.var((0, 2, 3), unbiased=False))
+        bn2 = model.module[4]
+        h2 = model.module[3](model.module[2](bn(h)))
+        bn2.running_mean.copy_(h2.mean((0, 2, 3)))
+        bn2.running_var.copy_(h2.var((0, 2, 3), unbiased=False))
+    matched, _ = batchnorm_prior(model(x))
+    assert abs(float(matched)) < 1e-5
+    # TorchScript: the same layers, found in the same graph
+    traced = torch.jit.trace(model.module, torch.rand(2, 1, 28, 28))
+    from trojanscan.models import Classifier
+    from trojanscan.saliency import jit_optimization_disabled
+
+    with jit_optimization_disabled():
+        ts_prior, ts_layers = batchnorm_prior(Classifier(traced, (1, 28, 28), 10)(x))
+    assert ts_layers == 2 and abs(float(ts_prior)) < 1e-5
+    # no batch norm (or no graph): nothing to match
+    assert batchnorm_prior(_bn_net(fold=True)(x))[1] == 0
+    with torch.no_grad():
+        assert batchnorm_prior(model(x))[1] == 0
+
+
+def test_inversion_batchnorm_prior() -> None:
+    from trojanscan.inversion import invert
+
+    model = _bn_net()
+    a = invert(model, n_per_class=1, steps=5, seed=0, bn_weight=0.5)
+    b = invert(model, n_per_class=1, steps=5, seed=0, bn_weight=0.5)
+    off = invert(model, n_per_class=1, steps=5, seed=0)
+    assert a.bn_layers == 2 and off.bn_layers == 0
+    assert torch.equal(a.data.x, b.data.x) and not torch.equal(a.data.x, off.data.x)
+    # a network without batch norm: the prior finds nothing and changes nothing
+    flat = _bn_net(fold=True)
+    on_flat = invert(flat, n_per_class=1, steps=5, seed=0, bn_weight=0.5)
+    assert on_flat.bn_layers == 0
+    assert torch.allclose(on_flat.data.x, invert(flat, n_per_class=1, steps=5, seed=0).data.x, atol=1e-6)
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(InvalidInputError, match="bn_weight"):
+            invert(model, n_per_class=1, steps=1, bn_weight=bad)  # type: ignore[arg-type]
+
+
+def test_deep_inspect_notes_the_batchnorm_prior() -> None:
+    model = _bn_net()
+    rep = DeepInspect(**{**TINY, "steps": 2}, inversion_bn_weight=0.1).scan(model, None, seed=0, progress=False)
+    assert any("batch-norm prior: weight 0.1, matched the running statistics of 2" in n for n in rep.notes)
+    flat = DeepInspect(**{**TINY, "steps": 2}, inversion_bn_weight=0.1).scan(_bn_net(fold=True), None, seed=0,
+                                                                            progress=False)
+    assert any("no batch-norm layer" in n for n in flat.notes)
+
+
 # ----------------------------------------------------------------------------------------- bad hyperparameters
 @pytest.mark.parametrize(
     ("param", "value"),
@@ -270,6 +352,7 @@ def test_inversion_rescue_leaves_converged_images_unchanged(trojaned_model: Buil
         ("lr", 0.0),
         ("inversion_lr", -1.0),
         ("inversion_jitter", -1),
+        ("inversion_bn_weight", -0.5),
         ("gamma1", -0.1),
         ("gamma2", float("nan")),
         ("thres_ratio", 1.5),

@@ -80,6 +80,15 @@ def perturbation_statistic(hinge: np.ndarray, l1: np.ndarray) -> tuple[np.ndarra
     return l1, "l1"
 
 
+def _bn_note(layers: int, weight: float, white_box: bool) -> str:
+    """The report's note on the batch-norm prior of the model inversion (:mod:`trojanscan.inversion`)."""
+    if not white_box:
+        return "batch-norm prior: off (a query-only model's layers cannot be read)"
+    if not layers:
+        return "batch-norm prior: no batch-norm layer in the model's graph, so Eq. 1 and its image priors alone"
+    return f"batch-norm prior: weight {weight:g}, matched the running statistics of {layers} batch-norm layer(s)"
+
+
 @register_detector
 class DeepInspect(Detector):
     """DeepInspect: model inversion + conditional trigger generator + double-MAD test (see module docstring).
@@ -88,7 +97,8 @@ class DeepInspect(Detector):
 
     - model inversion (Eq. 1): ``n_per_class`` images per class, ``inversion_steps`` Adam steps at
       ``inversion_lr``, image priors ``tv_weight`` (total variation), ``l2_weight`` (pull to grey) and
-      ``inversion_jitter`` (random-shift prior, off by default).
+      ``inversion_jitter`` (random-shift prior, off by default), ``inversion_bn_weight`` (the batch-norm prior
+      R_BN of :mod:`trojanscan.inversion`, not in the paper; white-box models with batch norm only).
     - generator (Eqs. 3–6): ``steps`` Adam steps of ``batch_size`` (image, noise, target) triples at ``lr``;
       ``gamma1`` (L_GAN), ``gamma2`` (initial L_pert weight), ``thres_ratio`` (hinge threshold as a
       fraction of the number of input values C·H·W), ``asr_target`` (γ2 is adapted so that the running
@@ -116,6 +126,7 @@ class DeepInspect(Detector):
         tv_weight: float = 0.3,
         l2_weight: float = 0.05,
         inversion_jitter: int = 0,
+        inversion_bn_weight: float = 0.0,
         steps: int = 1000,
         batch_size: int = 64,
         lr: float = 2e-3,
@@ -145,6 +156,7 @@ class DeepInspect(Detector):
         self.tv_weight = tv_weight
         self.l2_weight = l2_weight
         self.inversion_jitter = inversion_jitter
+        self.inversion_bn_weight = inversion_bn_weight
         self.steps = steps
         self.batch_size = batch_size
         self.lr = lr
@@ -178,7 +190,7 @@ class DeepInspect(Detector):
         for name in ("inversion_lr", "lr"):
             v = getattr(self, name)
             _check(_is_num(v) and v > 0, name, "a positive finite number", v)
-        for name in ("tv_weight", "l2_weight", "gamma1", "gamma2"):
+        for name in ("tv_weight", "l2_weight", "inversion_bn_weight", "gamma1", "gamma2"):
             v = getattr(self, name)
             _check(_is_num(v) and v >= 0, name, "a non-negative finite number", v)
         _check(_is_num(self.thres_ratio) and 0 <= self.thres_ratio < 1, "thres_ratio", "a number in [0, 1)",
@@ -245,7 +257,8 @@ class DeepInspect(Detector):
 
             inv = invert(model, n_per_class=self.n_per_class, steps=self.inversion_steps, lr=self.inversion_lr,
                          tv_weight=self.tv_weight, l2_weight=self.l2_weight, seed=seed, progress=progress,
-                         jitter=self.inversion_jitter)
+                         jitter=self.inversion_jitter,
+                         bn_weight=self.inversion_bn_weight if model.white_box else 0.0)
             x = inv.data.x
             source = "model_inversion"
             self.inversion_images_per_second_ = inv.images_per_second  # timing stays out of the report notes
@@ -256,6 +269,8 @@ class DeepInspect(Detector):
                 + (f"; {inv.rescued} image(s) that Eq. 1 left below 0.5 confidence re-optimised on -log f"
                    if inv.rescued else "")
             )
+            if self.inversion_bn_weight:
+                notes.append(_bn_note(inv.bn_layers, self.inversion_bn_weight, model.white_box))
         else:
             self.inversion_images_per_second_ = float("nan")  # no inversion in this scan
             x = data.x
