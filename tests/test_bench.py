@@ -20,9 +20,14 @@ RECIPES = {
 }
 
 
+#: Neural Cleanse cut short: these tests exercise the runner's caching and filters, not the detector (its defaults
+#: took ~70 s of the suite here for nothing the tests read)
+FAST_NC = {"epochs": 2, "steps_per_epoch": 2, "patience": 1, "early_stop_patience": 1}
+
+
 @experiment("test_tiny")
 def _tiny(ctx: Context) -> None:
-    rows = [_scan_row(ctx, name, recipe, det, data_free=False)
+    rows = [_scan_row(ctx, name, recipe, det, data_free=False, params=FAST_NC if det == "neural_cleanse" else None)
             for name, recipe in RECIPES.items() for det in ("neuron_inspect", "neural_cleanse")]
     write_table(ctx, "test_tiny", rows, title="tiny", command="pytest")
 
@@ -174,7 +179,7 @@ def test_query_only_rows_scan_a_cached_onnx_twin(tmp_path: Path) -> None:
     reused on a re-run (the export gives the same bytes)."""
     out = tmp_path / "bench"
     ctx = Context(tmp_path, out, progress=False)
-    fast = {"epochs": 2, "steps_per_epoch": 2, "patience": 1, "early_stop_patience": 1}
+    fast = FAST_NC
     name, recipe = "syn_badnets_t5", RECIPES["syn_badnets_t5"]
     wb = _scan_row(ctx, name, recipe, "neural_cleanse", data_free=False, params=fast)
     qo = _scan_row(ctx, name, recipe, "neural_cleanse", data_free=False, params=fast, query={"query_samples": 2})
