@@ -57,21 +57,6 @@ def test_margin_target_ranked_first_clean_not_flagged(trojaned_report: ScanRepor
     assert trojaned_report.config["test"] == "dmad"
 
 
-def test_each_generator_s_own_verdict_is_noted(trojaned_model: BuiltModel) -> None:
-    """With n_repeats > 1 the report notes every generator's own deviation factor and suspects (decided by the scan's
-    test on that generator's statistics alone), and whether they agree; the first is the n_repeats=1 scan."""
-    one = DeepInspect(**TINY).scan(trojaned_model.model, None, seed=0, progress=False)
-    three = DeepInspect(**{**TINY, "n_repeats": 3}).scan(trojaned_model.model, None, seed=0, progress=False)
-    assert not any(n.startswith("per generator") for n in one.notes)
-    note = next(n for n in three.notes if n.startswith("per generator (alone): deviation factor "))
-    parts = note.removeprefix("per generator (alone): deviation factor ").split("; ")
-    assert len(parts) == 4
-    assert parts[0] == f"{one.anomaly_index:.2f} {{{', '.join(map(str, one.suspects))}}}"
-    flagged = {not p.endswith("{}") for p in parts[:3]}
-    assert parts[3] == ("the generators agree on the verdict" if len(flagged) == 1 else
-                        "the generators disagree on the verdict: one generator run is not enough on this model")
-
-
 @pytest.mark.slow
 def test_report_extras_and_artifacts(trojaned_model: BuiltModel, trojaned_report: ScanReport) -> None:
     classes = trojaned_report.classes

@@ -30,7 +30,7 @@ from trojanscan import stats
 from trojanscan.data.base import Dataset
 from trojanscan.detectors.base import Detector, DetectorOutput, register_detector
 from trojanscan.errors import InvalidInputError
-from trojanscan.generator import TriggerStatistics, train_trigger_generator, trigger_statistics
+from trojanscan.generator import train_trigger_generator, trigger_statistics
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ClassResult, DataInfo
 
@@ -224,29 +224,6 @@ class DeepInspect(Detector):
         """``dmad`` (the paper's test over labels) or, in pair mode, ``dmad_pairs`` (per-model scores of the pairs)."""
         return stats.PAIRS_TEST if self.pairs else self.test
 
-    def _values(self, hinge: torch.Tensor, l1: torch.Tensor) -> tuple[np.ndarray, str]:
-        """The per-class values the test decides on: the raw L1 on the log scale, else :func:`perturbation_statistic`."""
-        if self.scale == "log":
-            return l1.double().numpy(), "log"
-        return perturbation_statistic(hinge.double().numpy(), l1.double().numpy())
-
-    def _repeats_note(self, runs: list[TriggerStatistics], k: int) -> str:
-        """Each generator's own verdict, decided by the scan's test and cutoff on its statistics alone.
-
-        The report decides on the mean over the generators (the paper's averaged runs, §4.3); this says how far one
-        generator run is from it, so a verdict the runs disagree on is visible (repeat 1 is the ``n_repeats=1`` scan).
-        """
-        parts = []
-        verdicts = set()
-        for st in runs:
-            one = stats.decide(self._values(st.hinge, st.l1)[0], cutoff=self.effective_cutoff(k),
-                               test=self.decision_test(), scale=self.decision_scale())
-            verdicts.add(one.verdict)
-            parts.append(f"{one.anomaly_index:.2f} {{{', '.join(map(str, one.suspects))}}}")
-        agree = ("the generators agree on the verdict" if len(verdicts) == 1 else
-                 "the generators disagree on the verdict: one generator run is not enough on this model")
-        return f"per generator (alone): deviation factor {'; '.join(parts)}; {agree}"
-
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
         """Exactly the queries :meth:`_run` makes (each input-gradient step costs ``per_image`` queries per image);
         in pair mode an upper bound (exact when the substitutes cover every class).
@@ -340,9 +317,11 @@ class DeepInspect(Detector):
         success = torch.stack([st.attack_success for st in runs]).mean(0)
         if self.n_repeats > 1:
             notes.append(f"statistic: mean over {self.n_repeats} independently seeded generators")
-            notes.append(self._repeats_note(runs, k))
         st = runs[0]
-        values, which = self._values(hinge, l1)
+        if self.scale == "log":
+            values, which = l1.double().numpy(), "log"
+        else:
+            values, which = perturbation_statistic(hinge.double().numpy(), l1.double().numpy())
         if which == "l1":
             notes.append(f"the soft hinge (thres {thres:.4g}) is degenerate (no spread in its left half): "
                          "the statistic is the raw L1 norm of the triggers")
