@@ -20,8 +20,8 @@ RECIPES = {
 }
 
 
-#: Neural Cleanse cut short: these tests exercise the runner's caching and filters, not the detector (its defaults
-#: took ~70 s of the suite here for nothing the tests read)
+#: Neural Cleanse cut short: these tests exercise the runner's caching and filters, not the detector (at its
+#: defaults this was the suite's slowest test, for nothing the tests read)
 FAST_NC = {"epochs": 2, "steps_per_epoch": 2, "patience": 1, "early_stop_patience": 1}
 
 
