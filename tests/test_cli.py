@@ -59,6 +59,9 @@ def test_scan_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest.
     pk = tmp_path / "m.pt"
     torch.save({"w": torch.ones(1)}, pk)
     _assert_bad(["scan", str(pk), "--json", rep], capsys, "pickle", tmp_path)
+    one = tmp_path / "one.pt"  # a one-logit model has no other label for a trigger to send inputs to
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))), str(one))
+    _assert_bad(["scan", str(one), "--input-shape", "1,28,28", "--json", rep], capsys, "at least 2 classes", tmp_path)
 
 
 def test_train_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -218,10 +218,13 @@ class _BadOut(torch.nn.Module):
             return x.flatten(1)[:, None, :10] * self.w
         if self.kind == "nan":
             return x.flatten(1)[:, :10] * float("nan")
+        if self.kind == "one":  # a one-logit binary classifier
+            return x.flatten(1)[:, :1] * self.w
         return x.flatten(1)[:, :10] * self.w
 
 
-@pytest.mark.parametrize("kind,k,msg", [("3d", 10, "2-D"), ("nan", 10, "NaN"), ("ok", 7, "outputs 10 classes")])
+@pytest.mark.parametrize("kind,k,msg", [("3d", 10, "2-D"), ("nan", 10, "NaN"), ("ok", 7, "outputs 10 classes"),
+                                               ("one", 1, "at least 2 classes")])
 def test_validate_rejects_bad_outputs(kind: str, k: int, msg: str) -> None:
     with pytest.raises(InvalidInputError, match=msg):
         Classifier(_BadOut(kind), (1, 28, 28), k).validate()

@@ -163,7 +163,7 @@ class Classifier(nn.Module):
         return int(n_images)
 
     def validate(self) -> None:
-        """One probe forward pass: output 2-D, ``num_classes`` wide and finite, else InvalidInputError."""
+        """One probe forward pass: output 2-D, ``num_classes`` (at least 2) wide and finite, else InvalidInputError."""
         probe = torch.rand(2, *self.input_shape, generator=torch.Generator().manual_seed(0))
         try:
             with torch.no_grad(), preserved_state(self):
@@ -179,6 +179,12 @@ class Classifier(nn.Module):
             raise InvalidInputError(
                 f"the model's output must be 2-D logits (N, num_classes); got {shape}. "
                 "Wrap the model so that it returns one logits tensor."
+            )
+        if out.shape[1] < 2:
+            raise InvalidInputError(
+                f"the model has {out.shape[1]} output(s): a trojan sends inputs to another label, so trojanscan scans "
+                "classifiers of at least 2 classes. For a one-logit binary classifier (a sigmoid on z), wrap it to "
+                "return torch.cat([-z, z], 1) / 2 (the same probabilities, as two logits)."
             )
         if out.shape[1] != self.num_classes:
             raise InvalidInputError(
