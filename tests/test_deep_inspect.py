@@ -395,6 +395,35 @@ def test_repeats_average_independent_generators(trojaned_model: BuiltModel) -> N
     assert [c.statistic for c in r3.classes] != [c.statistic for c in r1.classes]
     assert any("mean over 3" in n for n in r3.notes)
     assert r3.model_queries > r1.model_queries
+    # each generator's own numbers are kept; the first generator's are the single run's
+    assert [c.extra["l1_run1"] for c in r3.classes] == [c.extra["l1"] for c in r1.classes]
+    assert not any("_run" in k for c in r1.classes for k in c.extra) and not any("generator alone" in n for n in r1.notes)
+
+
+def _generator_sets(report: ScanReport) -> list[list[int]]:
+    (note,) = [n for n in report.notes if n.startswith("each generator alone")]
+    sets = note.split(" flags ", 1)[1].split(": ", 1)[0]
+    return [[int(v) for v in part.strip("{}").split(", ") if v] for part in sets.split("}, ")]
+
+
+def test_per_generator_verdicts_follow_the_decision(trojaned_model: BuiltModel) -> None:
+    """With n_repeats > 1 the report says what each generator alone would flag under the report's own cutoff and
+    scale; the first generator's set is the single-run scan's suspects, and re-deciding the saved report re-derives
+    the note for the new cutoff / scale, equal to a scan made with it."""
+    from trojanscan.scan import rescale, rethreshold
+
+    m = trojaned_model.model
+    one = DeepInspect(**{**TINY, "cutoff": 0.5}).scan(m, None, seed=1, progress=False)
+    two = DeepInspect(**{**TINY, "n_repeats": 2}).scan(m, None, seed=1, progress=False)
+    low = DeepInspect(**{**TINY, "n_repeats": 2, "cutoff": 0.5}).scan(m, None, seed=1, progress=False)
+    assert _generator_sets(low)[0] == one.suspects != []
+    assert len(_generator_sets(two)) == 2 and "cutoff 2.00" in " ".join(two.notes)
+    saved = ScanReport.from_json(two.to_json())
+    again = rethreshold(saved, cutoff=0.5)
+    assert again.notes == low.notes and _generator_sets(again) == _generator_sets(low)
+    assert rethreshold(again, cutoff=2.0).notes == two.notes
+    logs = DeepInspect(**{**TINY, "n_repeats": 2, "scale": "log"}).scan(m, None, seed=1, progress=False)
+    assert rescale(saved, "log").notes == logs.notes
 
 
 # ------------------------------------------------------------------------------ source-target pair mode

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,10 @@ def test_render_html_content_and_escaping() -> None:
     assert "m.safetensors" in html and "ab" * 32 in html
     assert "neural_cleanse" in html
     assert "attack_success" in html  # the extra per-class field
+    assert "in the JSON report" not in html
+    runs = replace(r, classes=[replace(c, extra={**c.extra, "l1_run1": 1.0, "l1_run2": 2.0}) for c in r.classes])
+    wide = render_html(runs, fake_artifacts())
+    assert "attack_success" in wide and "l1_run" not in wide and "in the JSON report" in wide  # repeats: JSON only
     assert "a note" in html
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -23,6 +23,7 @@ from trojanscan.detectors.base import (
     get_detector,
     list_detectors,
     scale_notes,
+    with_decision_notes,
 )
 from trojanscan.errors import InvalidInputError
 from trojanscan.models.classifier import Classifier
@@ -208,8 +209,8 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
     suspects = stats.flagged([cr.anomaly_index for cr in report.classes], [cr.statistic for cr in report.classes], c)
     notes = [n for n in report.notes if not n.startswith(FALSE_ALARM_NOTE)]
     notes += false_alarm_notes(len(report.classes), c, _report_test(report), familywise)
-    return replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign", config=config,
-                   notes=notes)
+    return with_decision_notes(replace(report, cutoff=c, suspects=suspects, verdict="trojaned" if suspects else "benign",
+                                       config=config, notes=notes))
 
 
 def scale_takers() -> list[str]:
@@ -266,5 +267,6 @@ def rescale(report: ScanReport, scale: str) -> ScanReport:
     kept = [n for n in report.notes if n not in scale_notes("log")]  # in a scan's order: the scale's note before
     first = [n for n in kept if not n.startswith(FALSE_ALARM_NOTE)]  # the false-alarm ones
     notes = first + scale_notes(scale) + [n for n in kept if n.startswith(FALSE_ALARM_NOTE)]
-    return recalibrate(replace(report, classes=classes, anomaly_index=decision.anomaly_index, suspects=decision.suspects,
-                               verdict=decision.verdict, config={**report.config, "scale": scale}, notes=notes))
+    return recalibrate(with_decision_notes(replace(
+        report, classes=classes, anomaly_index=decision.anomaly_index, suspects=decision.suspects,
+        verdict=decision.verdict, config={**report.config, "scale": scale}, notes=notes)))

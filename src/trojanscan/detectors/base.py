@@ -13,7 +13,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -148,7 +148,7 @@ class Detector(ABC):
         artifacts: dict[str, str] = {}
         if artifact_dir is not None and out.artifacts:
             artifacts["tensors"] = str(save_artifacts(out.artifacts, Path(artifact_dir) / f"{self.name}.safetensors"))
-        return ScanReport(
+        return with_decision_notes(ScanReport(
             method=self.name,
             verdict=decision.verdict,
             anomaly_index=decision.anomaly_index,
@@ -172,7 +172,7 @@ class Detector(ABC):
             notes=(_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes)
                    + scale_notes(self.decision_scale())
                    + false_alarm_notes(k, decision.cutoff, test, bool(getattr(self, "familywise", False)))),
-        )
+        ))
 
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
         """The model queries a scan of ``model`` with ``data`` will make, where the method knows it up front.
@@ -193,6 +193,16 @@ class Detector(ABC):
         """The outlier test this instance decides with (recorded as ``config["test"]``): the class's ``test``,
         unless a mode of the detector tests something else (DeepInspect's pair mode: ``dmad_pairs``)."""
         return self.test
+
+    #: Every note :meth:`decision_notes` writes starts with one of these (re-deciding a report replaces them).
+    decision_note_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def decision_notes(cls, report: ScanReport) -> list[str]:
+        """Notes that depend on the report's decision (its cutoff, test and scale), derived from the report alone, so
+        that :func:`trojanscan.scan.rethreshold` and :func:`~trojanscan.scan.rescale` re-derive them for the new
+        decision (:func:`with_decision_notes`). None by default."""
+        return []
 
     @classmethod
     def statistics_on_scale(cls, classes: Sequence[ClassResult], scale: str) -> list[float]:
@@ -273,6 +283,20 @@ FEW_LABELS = 5
 
 #: Every note :func:`false_alarm_notes` writes starts with this (``rethreshold`` replaces it).
 FALSE_ALARM_NOTE = "false alarms:"
+
+
+def with_decision_notes(report: ScanReport) -> ScanReport:
+    """``report`` with its detector's :meth:`Detector.decision_notes` derived afresh (the old ones dropped), placed
+    before the false-alarm notes; a report of a method not registered here is returned as it is."""
+    _import_builtin()
+    if report.method not in _REGISTRY:
+        return report
+    cls = _REGISTRY[report.method]
+    prefixes = cls.decision_note_prefixes
+    kept = [n for n in report.notes if not (prefixes and n.startswith(prefixes))]
+    last = [n for n in kept if n.startswith(FALSE_ALARM_NOTE)]
+    first = [n for n in kept if not n.startswith(FALSE_ALARM_NOTE)]
+    return replace(report, notes=first + cls.decision_notes(report) + last)
 
 
 def scale_notes(scale: str) -> list[str]:

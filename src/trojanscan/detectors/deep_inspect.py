@@ -32,7 +32,7 @@ from trojanscan.detectors.base import Detector, DetectorOutput, register_detecto
 from trojanscan.errors import InvalidInputError
 from trojanscan.generator import train_trigger_generator, trigger_statistics
 from trojanscan.models.classifier import Classifier
-from trojanscan.report.scan_report import ClassResult, DataInfo
+from trojanscan.report.scan_report import ClassResult, DataInfo, ScanReport
 
 #: Inputs with more values than this (C·H·W) use the auto-encoder embedding when ``use_autoencoder`` is None.
 #: The paper uses it for its 224x224x3 benchmarks and not for MNIST (28x28x1) or GTSRB (32x32x3); we
@@ -78,6 +78,14 @@ def perturbation_statistic(hinge: np.ndarray, l1: np.ndarray) -> tuple[np.ndarra
     if mad_left > 1e-12 * max(float(np.max(np.abs(hinge))), 1e-300):
         return hinge, "hinge"
     return l1, "l1"
+
+
+#: The start of the note :meth:`DeepInspect.decision_notes` writes (re-deciding a report replaces it).
+GENERATOR_NOTE = "each generator alone"
+
+
+def _fmt_set(labels: Sequence[int]) -> str:
+    return "{" + ", ".join(map(str, labels)) + "}"
 
 
 def _bn_note(layers: int, weight: float, white_box: bool) -> str:
@@ -220,6 +228,42 @@ class DeepInspect(Detector):
         values, _ = perturbation_statistic(np.array([c.extra["hinge"] for c in classes], dtype=np.float64), l1)
         return [float(v) for v in values]
 
+    decision_note_prefixes: ClassVar[tuple[str, ...]] = (GENERATOR_NOTE,)
+
+    @classmethod
+    def decision_notes(cls, report: ScanReport) -> list[str]:
+        """With ``n_repeats > 1`` (not in the paper, which reports the mean of its runs only): the suspects each
+        generator's own statistics give under the report's test, scale and cutoff, so a reader sees whether the
+        verdict on the mean rests on every run or on one. Read from the per-class ``l1_runR`` / ``hinge_runR``, so a
+        re-decided report (rethreshold, rescale) says it for its own cutoff and scale."""
+        n = 0
+        while report.classes and all(f"l1_run{n + 1}" in c.extra and f"hinge_run{n + 1}" in c.extra
+                                     for c in report.classes):
+            n += 1
+        test = str(report.config.get("test", cls.test))
+        if n < 2 or test not in stats.TESTS:
+            return []
+        scale = str(report.config.get("scale", "raw"))
+        per = []
+        for r in range(1, n + 1):
+            l1 = np.array([c.extra[f"l1_run{r}"] for c in report.classes], dtype=np.float64)
+            if scale == "log":
+                values = l1
+            else:
+                values, _ = perturbation_statistic(
+                    np.array([c.extra[f"hinge_run{r}"] for c in report.classes], dtype=np.float64), l1)
+            per.append(stats.decide(values, cutoff=report.cutoff, test=test, scale=scale).suspects)
+        labels = sorted({lab for s in per for lab in s})
+        if not labels:
+            tally = f"none of the {n} flags a label"
+        elif all(s == per[0] for s in per):
+            tally = f"all {n} agree"
+        else:
+            tally = "; ".join(f"label {lab} by {sum(lab in s for s in per)} of {n}" for lab in labels)
+        return [f"{GENERATOR_NOTE} (not in the paper: the same test at cutoff {report.cutoff:.2f} on each of the {n} "
+                f"seeded generators' own statistics; the verdict tests their mean) flags "
+                f"{', '.join(_fmt_set(s) for s in per)}: {tally}"]
+
     def decision_test(self) -> str:
         """``dmad`` (the paper's test over labels) or, in pair mode, ``dmad_pairs`` (per-model scores of the pairs)."""
         return stats.PAIRS_TEST if self.pairs else self.test
@@ -317,6 +361,11 @@ class DeepInspect(Detector):
         success = torch.stack([st.attack_success for st in runs]).mean(0)
         if self.n_repeats > 1:
             notes.append(f"statistic: mean over {self.n_repeats} independently seeded generators")
+        per_run: dict[str, list[float]] = {}
+        if self.n_repeats > 1:  # each generator's own numbers, for decision_notes
+            for r, run in enumerate(runs, 1):
+                per_run[f"l1_run{r}"] = [float(v) for v in run.l1]
+                per_run[f"hinge_run{r}"] = [float(v) for v in run.hinge]
         st = runs[0]
         if self.scale == "log":
             values, which = l1.double().numpy(), "log"
@@ -339,6 +388,7 @@ class DeepInspect(Detector):
                 "attack_success": [float(v) for v in success],
                 "l1": [float(v) for v in l1],
                 "hinge": [float(v) for v in hinge],
+                **per_run,
             },
             artifacts=artifacts,
             notes=notes,

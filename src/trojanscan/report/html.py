@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from html import escape
 from typing import Any
@@ -270,8 +271,12 @@ def _visuals(r: ScanReport, arts: dict[str, Any], example: np.ndarray | None, wa
     return f'<h3>{what}</h3><p class="muted">Shown for {note}.</p>' + "".join(cards)
 
 
+#: Per-class extras of one of several repeated runs (DeepInspect's ``l1_run2``): in the JSON report, not in the table.
+_PER_RUN = re.compile(r"_run\d+$")
+
+
 def _class_table(r: ScanReport) -> str:
-    extra_keys = sorted({k for c in r.classes for k in c.extra})
+    extra_keys = sorted({k for c in r.classes for k in c.extra if not _PER_RUN.search(k)})
     has_names = any(c.name for c in r.classes)
     head = ["label"] + (["name"] if has_names else []) + ["statistic", _index_name(r)] + extra_keys
     rows = []
@@ -283,7 +288,10 @@ def _class_table(r: ScanReport) -> str:
         cls = ' class="suspect"' if c.label in suspects else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    return f'<h3>Per-class results</h3><table class="grid"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    runs = any(_PER_RUN.search(k) for c in r.classes for k in c.extra)
+    caption = '<p class="muted">Each repeated run\'s own numbers are in the JSON report.</p>' if runs else ""
+    return (f'<h3>Per-class results</h3><table class="grid"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            f"</table>{caption}")
 
 
 def _details(r: ScanReport) -> str:
