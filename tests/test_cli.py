@@ -364,3 +364,36 @@ def test_training_on_the_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert m.device.type == "cpu"
     truth = json.loads(out.with_suffix(".truth.json").read_text())
     assert truth["metrics"]["clean_acc"] > 0.8 and truth["metrics"]["tar"] > 0.8
+
+
+def test_scan_fits_folder_images_to_the_model(files: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Images from a folder are brought to the model's input (1x28x28 here) and the report says how: an image folder of
+    several sizes in colour and grayscale is read at 28x28 and made grayscale; a CIFAR-10 folder (3x32x32 python batches)
+    is made grayscale and resized; GTSRB, whose reader resizes, is read at 28x28 from its files. An .npz of another
+    shape stays an error (its arrays are taken as they are)."""
+    from data_fixtures import gtsrb_files, image_bytes, rand_images, write_cifar_batches, write_tree
+
+    rng = np.random.default_rng(0)
+    write_tree(tmp_path / "imgs", {"3/a.png": image_bytes(rand_images(rng, 1, 20, 24)[0], "PNG"),
+                                   "3/b.jpg": image_bytes(rand_images(rng, 1, 40, 40, 1)[0], "JPEG"),
+                                   "5/c.png": image_bytes(rand_images(rng, 1, 28, 28)[0], "PNG")})
+    write_cifar_batches(tmp_path / "cifar", rng, n=6)
+    _, test, exp = gtsrb_files(rng, {0: 1, 1: 1}, n_test=5)
+    write_tree(tmp_path / "gtsrb", test)
+    (tmp_path / "gtsrb" / "GT-final_test.csv").write_bytes(exp["test_csv"])  # type: ignore[arg-type]
+    m = str(files["trojaned"])
+    for data, says in ((tmp_path / "imgs", "3 images of several sizes, read at 28x28, made grayscale (luma)"),
+                       (tmp_path / "cifar", "6 images made grayscale (luma), resized from 32x32 to 28x28 (bilinear)"),
+                       (tmp_path / "gtsrb", "5 images read at 28x28, made grayscale (luma)")):  # read once at 28
+        rep = tmp_path / f"{data.name}.json"
+        code, _, err = _run(["scan", m, "--data", str(data), "--method", "neuron_inspect", "--json", str(rep),
+                             "--no-progress"], capsys)
+        assert code in (0, 1), err
+        notes = json.loads(rep.read_text())["notes"]
+        assert [n for n in notes if n.startswith("--data:")] == [
+            f"--data: {says}, to fit the model's input 1x28x28 (images from a folder are fitted to the model; an .npz "
+            "is taken as it is)"]
+    np.savez(tmp_path / "big.npz", x=np.zeros((4, 1, 32, 32), np.float32), y=np.zeros(4, np.int64))
+    _assert_bad(["scan", m, "--data", str(tmp_path / "big.npz"), "--json", str(tmp_path / "r.json")], capsys,
+                "but the model takes (1, 28, 28)", tmp_path)

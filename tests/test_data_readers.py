@@ -642,3 +642,26 @@ def test_clean_data_from_a_dataset_folder_is_its_test_split(tmp_path: Path, rng:
     assert dataset_folder_kind(only_train) is None
     with pytest.raises(DataFormatError, match="no image files"):
         load_clean_data(only_train)
+
+
+def test_fit_images_converts_channels_and_resizes() -> None:
+    """fit_images: 3 -> 1 channels by luma, 1 -> 3 by repetition, bilinear resize in [0, 1], labels kept; a shape that
+    already fits is returned as it is; other channel counts are refused."""
+    from trojanscan.data.base import LUMA, Dataset, fit_images
+
+    g = torch.Generator().manual_seed(0)
+    rgb = Dataset(torch.rand(5, 3, 12, 10, generator=g), torch.arange(5), [], "rgb")
+    same, done = fit_images(rgb, (3, 12, 10))
+    assert same is rgb and done == []
+    gray, done = fit_images(rgb, (1, 12, 10))
+    assert done == ["made grayscale (luma)"] and torch.equal(gray.y, rgb.y)
+    assert torch.allclose(gray.x[:, 0], sum(w * rgb.x[:, i] for i, w in enumerate(LUMA)))
+    flat = Dataset(torch.full((2, 1, 7, 7), 0.25), torch.zeros(2, dtype=torch.int64), [], "flat")
+    big, done = fit_images(flat, (3, 20, 16))
+    assert done == ["grayscale repeated over 3 channels", "resized from 7x7 to 16x20 (bilinear)"]
+    assert big.input_shape == (3, 20, 16) and torch.allclose(big.x, torch.tensor(0.25))  # a flat image stays flat
+    edge = Dataset(torch.zeros(1, 1, 8, 8).index_fill_(3, torch.arange(4), 1.0), torch.zeros(1, dtype=torch.int64))
+    small, _ = fit_images(edge, (1, 4, 4))
+    assert float(small.x.min()) >= 0.0 and float(small.x.max()) <= 1.0 and small.x[0, 0, 0, 0] > small.x[0, 0, 0, 3]
+    with pytest.raises(InvalidInputError, match="only 1 <-> 3 channels"):
+        fit_images(rgb, (4, 12, 10))

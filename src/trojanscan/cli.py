@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +17,7 @@ import typer
 from trojanscan.errors import InvalidInputError, TrojanScanError
 
 if TYPE_CHECKING:
+    from trojanscan.data.base import Dataset
     from trojanscan.models.classifier import Classifier
     from trojanscan.recipes import TrainRecipe
 
@@ -59,7 +61,8 @@ def scan(
         help="Model file: .safetensors (+ .json sidecar), TorchScript .pt, or ONNX .onnx (query-only)")],
     data: Annotated[str, typer.Option(
         help="Clean data: a .npz file (x, y), a dataset folder (MNIST IDX, GTSRB, CIFAR-10: its test split), "
-             "an image folder/zip, or 'none' (data-free)")] = "none",
+             "an image folder/zip (folder images are fitted to the model's input shape), or 'none' (data-free)")
+    ] = "none",
     method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here")] = None,
@@ -96,7 +99,6 @@ def scan(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
-    from trojanscan.data.base import Dataset
     from trojanscan.detectors import list_detectors
     from trojanscan.models import load_model
     from trojanscan.scan import scan_model
@@ -120,17 +122,14 @@ def scan(
         from trojanscan.stats import cutoff_from_alpha
 
         cutoff_from_alpha(alpha)
-    clean: Dataset | None = None
-    if data.lower() != "none":  # read first: its image shape is the input shape of a model file that lacks one
-        from trojanscan.data.registry import load_clean_data
-
-        clean = load_clean_data(data)
+    clean, pending = _read_clean(data)  # read first: its image shape is the input shape of a model file that lacks one
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, allow_unsafe_torchscript=allow_unsafe_torchscript,
                      input_shape=_ints(input_shape, "input-shape"), num_classes=num_classes, mean=_floats(mean, "mean"),
                      std=_floats(std, "std"), device=device, outputs=outputs,
                      shape_candidates=None if clean is None else [clean.input_shape],
                      query_only=query_only, query_samples=query_samples, query_sigma=query_sigma,
                      max_queries=max_queries)
+    clean, data_notes = _fit_clean(clean, pending, data, clf)
     artifact_dir = None
     if json_out is not None or html_out is not None:
         base = json_out if json_out is not None else html_out
@@ -148,6 +147,8 @@ def scan(
             shutil.rmtree(artifact_dir, ignore_errors=True)
         raise
     rep = outcome.report
+    if data_notes:
+        rep = replace(rep, notes=rep.notes + data_notes)
     _print_summary(rep)
     if json_out is not None:
         rep.save_json(json_out)
@@ -160,6 +161,51 @@ def scan(
         write_html(html_out, rep, arts, examples)
         typer.echo(f"HTML report: {html_out}", err=True)
     raise typer.Exit(EXIT_TROJANED if rep.trojaned else EXIT_BENIGN)
+
+
+def _read_clean(data: str) -> tuple[Dataset | None, bool]:
+    """``--data`` read as given (None for 'none'); True as well when it is a folder of images of several sizes, to be
+    read again at the model's size once the model is loaded (:func:`_fit_clean`)."""
+    if data.lower() == "none":
+        return None, False
+    from trojanscan.data.registry import load_clean_data
+    from trojanscan.errors import MixedImageSizesError
+
+    try:
+        return load_clean_data(data), False
+    except MixedImageSizesError:
+        return None, True
+
+
+def _fit_clean(clean: Dataset | None, pending: bool, data: str, clf: Classifier) -> tuple[Dataset | None, list[str]]:
+    """Images from a folder (an image folder or a dataset folder, never an ``.npz``) brought to the model's input
+    shape (:func:`trojanscan.data.base.fit_images`), and the report note that says so."""
+    from trojanscan.data.base import fit_images
+    from trojanscan.data.registry import load_clean_data
+
+    c, h, w = clf.input_shape
+    if pending:  # several sizes: read them at the model's (square) size, then fit
+        clean = load_clean_data(data, size=max(h, w))
+    if clean is None or Path(data).suffix.lower() == ".npz" or (clean.input_shape == clf.input_shape and not pending):
+        return clean, []
+    reread = not pending and h == w and clean.input_shape[1:] != (h, w) and _reads_at_any_size(Path(data))
+    if reread:  # once from the files, not resized twice (GTSRB's own images are 15 to 250 px)
+        clean = load_clean_data(data, size=h)
+        reread = clean.input_shape[1:] == (h, w)  # CIFAR-10's python batches stay 32x32: fitted below
+    fitted, done = fit_images(clean, clf.input_shape)
+    if pending:
+        done = ["of several sizes, read at {0}x{0}".format(max(h, w)), *done]
+    elif reread:
+        done = [f"read at {h}x{h}", *done]
+    return fitted, [f"--data: {len(fitted)} images {', '.join(done)}, to fit the model's input {c}x{h}x{w} (images "
+                    "from a folder are fitted to the model; an .npz is taken as it is)"]
+
+
+def _reads_at_any_size(path: Path) -> bool:
+    """Whether ``--data`` path's reader takes ``size=``: an image folder, GTSRB and CIFAR-10 (MNIST's IDX files do not)."""
+    from trojanscan.data.registry import dataset_folder_kind
+
+    return dataset_folder_kind(path) in (None, "gtsrb", "cifar10")
 
 
 def _merge_artifacts(per_method: dict[str, Any], method: str) -> dict[str, Any]:
@@ -371,14 +417,13 @@ def patch(
         accepted = set(detector_class(method)().get_params())
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.config.items() if k in accepted}
         seed = sub.seed
-    clean = None
-    if data.lower() != "none":
-        from trojanscan.data.registry import load_clean_data
-
-        clean = load_clean_data(data)
+    clean, pending = _read_clean(data)
     clf = load_model(model, allow_unsafe_pickle=allow_unsafe_pickle, allow_unsafe_torchscript=allow_unsafe_torchscript,
                      input_shape=_ints(input_shape, "input-shape"), device=device,
                      shape_candidates=None if clean is None else [clean.input_shape])
+    clean, data_notes = _fit_clean(clean, pending, data, clf)
+    for note in data_notes:
+        typer.echo(f"note: {note}", err=True)
     require_weights(clf)  # before the output-format check: a query-only file has no architecture either
     if out.suffix == ".safetensors" and not clf.metadata.get("architecture"):
         raise InvalidInputError(

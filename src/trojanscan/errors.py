@@ -15,6 +15,10 @@ class DataFormatError(InvalidInputError):
     """A data file is broken, truncated or mislabelled."""
 
 
+class MixedImageSizesError(DataFormatError):
+    """An image folder holds images of different sizes and no size to bring them to was given."""
+
+
 class ModelLoadError(InvalidInputError):
     """A model file cannot be loaded (corrupt, unknown format, metadata mismatch)."""
 

@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from trojanscan.data.base import Dataset
 from trojanscan.data.npz import cached_uint8_images, file_fingerprint, uint8_to_dataset
-from trojanscan.errors import DataFormatError, InvalidInputError
+from trojanscan.errors import DataFormatError, InvalidInputError, MixedImageSizesError
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -311,7 +311,7 @@ def decode_many(tree: FileTree, names: Sequence[str], size: int | None, mode: st
         elif first is None:
             first = (arr.shape[0], arr.shape[1])
         elif (arr.shape[0], arr.shape[1]) != first:
-            raise DataFormatError(
+            raise MixedImageSizesError(
                 f"{tree.display(name)}: is {arr.shape[1]}x{arr.shape[0]} but {tree.display(names[0])} is "
                 f"{first[1]}x{first[0]}; pass size=S to resize every image to SxS."
             )
