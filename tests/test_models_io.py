@@ -361,3 +361,24 @@ def test_class_count_probe_errors_are_clear(tmp_path: Path) -> None:
     ts = export_torchscript(_model().eval(), tmp_path / "ts.pt", with_sidecar=False)
     rng = torch.random.get_rng_state()
     assert load_model(ts).num_classes == 10 and torch.equal(rng, torch.random.get_rng_state())
+
+
+def test_random_outputs_are_measured_and_noted(tmp_path: Path) -> None:
+    """A TorchScript file traced in training mode keeps its dropout on after eval(): loading measures how far passes
+    on one input move (without touching the global random state) and every report says so; a deterministic network
+    gets neither the metadata key nor the note."""
+    from trojanscan.detectors import get_detector
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(32, 10))
+    torch.jit.trace(net.train(), torch.rand(1, 1, 28, 28), check_trace=False).save(str(tmp_path / "drop.pt"))
+    torch.jit.trace(net.eval(), torch.rand(1, 1, 28, 28)).save(str(tmp_path / "eval.pt"))
+    rng = torch.random.get_rng_state()
+    noisy = load_model(tmp_path / "drop.pt", input_shape=(1, 28, 28))
+    calm = load_model(tmp_path / "eval.pt", input_shape=(1, 28, 28))
+    assert torch.equal(rng, torch.random.get_rng_state())
+    assert noisy.metadata["random_outputs"] > 0.05 and "random_outputs" not in calm.metadata
+    det = get_detector("neuron_inspect", n_images=4)
+    notes = det.scan(noisy, None, progress=False).notes
+    assert any(n.startswith("the model's outputs are random") for n in notes)
+    assert not any("random" in n for n in det.scan(calm, None, progress=False).notes)

@@ -264,6 +264,11 @@ def _output_notes(model: Classifier) -> list[str]:
     elif source == "probe":
         notes.append(f"the model file does not give its input shape: {shape} is the only one of the shapes tried "
                      "that the network accepts (pass --input-shape if it is wrong)")
+    if model.metadata.get("random_outputs"):
+        notes.append(f"the model's outputs are random: passes on the same input differ by up to "
+                     f"{100 * float(model.metadata['random_outputs']):.3g} % of its largest output (dropout or noise "
+                     "left on, e.g. a TorchScript file traced in training mode), so every statistic here carries that "
+                     "noise; export it after model.eval() and scan it again")
     if model.metadata.get("cast_from_dtype"):
         notes.append(f"the model's {model.metadata['cast_from_dtype']} weights were cast to float32 for the scan")
     if model.metadata.get("torchscript_vetted") is False:

@@ -209,6 +209,28 @@ def clone_classifier(model: Classifier) -> Classifier:
     return twin
 
 
+#: Two passes on one input may differ by this much, relative to the largest output, before a model counts as random
+#: (a GPU's reduction order moves float32 outputs by far less).
+RANDOM_OUTPUT_TOL = 1e-4
+
+
+@torch.no_grad()
+def output_spread(model: Classifier, *, repeats: int = 3) -> float:
+    """How much ``model``'s outputs move between passes on the same input: the largest absolute difference over
+    ``repeats`` passes of one seeded probe batch, divided by the largest absolute output (0 for a deterministic
+    network). A TorchScript file traced in training mode keeps its dropout on (``eval()`` cannot reach a traced
+    graph's constant), so every statistic computed from it carries that noise. The global random state is left as
+    it was; the probes are not counted as queries.
+    """
+    c, h, w = model.input_shape
+    probe = torch.rand(4, c, h, w, generator=torch.Generator().manual_seed(1))
+    with preserved_state(model), torch.random.fork_rng(devices=[]):
+        model.eval()
+        outs = [model.raw_output(probe).double() for _ in range(max(2, int(repeats)))]
+    scale = max(float(torch.stack(outs).abs().max()), 1e-12)
+    return max(float((o - outs[0]).abs().max()) for o in outs[1:]) / scale
+
+
 @torch.no_grad()
 def detect_outputs(model: Classifier, *, tol: float = 1e-3) -> str:
     """Whether ``model``'s network returns logits, probabilities or log-probabilities (one of :data:`OUTPUT_KINDS`).

@@ -40,7 +40,14 @@ from torch import nn
 from trojanscan._fileio import atomic_path, sha256_file, write_bytes_atomic, write_text_atomic
 from trojanscan.errors import InvalidInputError, ModelLoadError, UnsafeModelFileError
 from trojanscan.models.architectures import build_architecture
-from trojanscan.models.classifier import OUTPUT_KINDS, Classifier, detect_outputs, resolve_device
+from trojanscan.models.classifier import (
+    OUTPUT_KINDS,
+    RANDOM_OUTPUT_TOL,
+    Classifier,
+    detect_outputs,
+    output_spread,
+    resolve_device,
+)
 from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, BlackBox, QueryClassifier, check_query_settings
 from trojanscan.models.query import query_only as make_query_only
 from trojanscan.models.vetting import check_torchscript, vet_onnx
@@ -332,6 +339,33 @@ def load_model(
     makes any other file query-only too (:func:`~trojanscan.models.query.query_only`). ``query_samples``,
     ``query_sigma`` and ``max_queries`` set the gradient estimator and the budget of a query-only model.
     """
+    with torch.random.fork_rng(devices=[]):  # probing a network with dropout left on draws random numbers
+        return _load_model(
+            path, allow_unsafe_pickle=allow_unsafe_pickle, allow_unsafe_torchscript=allow_unsafe_torchscript,
+            input_shape=input_shape, num_classes=num_classes, mean=mean, std=std, device=device,
+            outputs=outputs, shape_candidates=shape_candidates, query_only=query_only,
+            query_samples=query_samples, query_sigma=query_sigma, max_queries=max_queries
+        )
+
+
+def _load_model(
+    path: str | os.PathLike[str],
+    *,
+    allow_unsafe_pickle: bool = False,
+    allow_unsafe_torchscript: bool = False,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
+    outputs: str = "auto",
+    shape_candidates: Sequence[Sequence[int]] | None = None,
+    query_only: bool = False,
+    query_samples: int = DEFAULT_SAMPLES,
+    query_sigma: float = DEFAULT_SIGMA,
+    max_queries: int | None = None,
+) -> Classifier:
+    """:func:`load_model` without its guard of the global random state."""
     dev = resolve_device(device)
     if outputs != "auto" and outputs not in OUTPUT_KINDS:
         raise InvalidInputError(f"--outputs {outputs!r} is not one of auto, {', '.join(OUTPUT_KINDS)}")
@@ -439,6 +473,9 @@ def load_model(
     clf.outputs = str(kind)
     clf.metadata["outputs"] = clf.outputs
     clf.validate()
+    spread = output_spread(clf)
+    if spread > RANDOM_OUTPUT_TOL:
+        clf.metadata["random_outputs"] = spread
     if query_only and clf.white_box:
         clf = make_query_only(clf, samples=query_samples, sigma=query_sigma, max_queries=max_queries)
     return clf
