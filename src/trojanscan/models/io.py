@@ -21,15 +21,16 @@ Formats (detected from the file's bytes, not its name):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -60,6 +61,20 @@ _HEADER_KEY = "trojanscan"
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
     """The JSON metadata sidecar of a model file: same folder and stem, ``.json``."""
     return Path(path).with_suffix(".json")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _keeps_global_rng(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` run inside ``torch.random.fork_rng``: probing a network with dropout left on draws random numbers, and
+    loading a model must not move the caller's global random state."""
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -303,6 +318,7 @@ def _to_float32(module: nn.Module) -> dict[str, str]:
     return {"cast_from_dtype": ",".join(sorted(str(d).removeprefix("torch.") for d in dtypes - {torch.float32}))}
 
 
+@_keeps_global_rng
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -339,33 +355,6 @@ def load_model(
     makes any other file query-only too (:func:`~trojanscan.models.query.query_only`). ``query_samples``,
     ``query_sigma`` and ``max_queries`` set the gradient estimator and the budget of a query-only model.
     """
-    with torch.random.fork_rng(devices=[]):  # probing a network with dropout left on draws random numbers
-        return _load_model(
-            path, allow_unsafe_pickle=allow_unsafe_pickle, allow_unsafe_torchscript=allow_unsafe_torchscript,
-            input_shape=input_shape, num_classes=num_classes, mean=mean, std=std, device=device,
-            outputs=outputs, shape_candidates=shape_candidates, query_only=query_only,
-            query_samples=query_samples, query_sigma=query_sigma, max_queries=max_queries
-        )
-
-
-def _load_model(
-    path: str | os.PathLike[str],
-    *,
-    allow_unsafe_pickle: bool = False,
-    allow_unsafe_torchscript: bool = False,
-    input_shape: Sequence[int] | None = None,
-    num_classes: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    device: str | torch.device | None = None,
-    outputs: str = "auto",
-    shape_candidates: Sequence[Sequence[int]] | None = None,
-    query_only: bool = False,
-    query_samples: int = DEFAULT_SAMPLES,
-    query_sigma: float = DEFAULT_SIGMA,
-    max_queries: int | None = None,
-) -> Classifier:
-    """:func:`load_model` without its guard of the global random state."""
     dev = resolve_device(device)
     if outputs != "auto" and outputs not in OUTPUT_KINDS:
         raise InvalidInputError(f"--outputs {outputs!r} is not one of auto, {', '.join(OUTPUT_KINDS)}")
