@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -382,3 +383,27 @@ def test_random_outputs_are_measured_and_noted(tmp_path: Path) -> None:
     notes = det.scan(noisy, None, progress=False).notes
     assert any(n.startswith("the model's outputs are random") for n in notes)
     assert not any("random" in n for n in det.scan(calm, None, progress=False).notes)
+
+
+def test_batch_dependent_outputs_are_measured_noted_and_buffers_kept(tmp_path: Path) -> None:
+    """Batch norm traced in training mode normalises by each batch and updates its running statistics on every pass:
+    loading measures the batch dependence, the report says so, and a scan leaves the buffers as they were."""
+    from trojanscan.detectors import get_detector
+    from trojanscan.models.classifier import output_spread
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 26 * 26, 10))
+    with warnings.catch_warnings():  # tracing batch norm in training mode warns about its size check
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.jit.trace(net.train(), torch.rand(2, 1, 28, 28), check_trace=False).save(str(tmp_path / "bn.pt"))
+    model = load_model(tmp_path / "bn.pt", input_shape=(1, 28, 28))
+    assert model.metadata["batch_dependent_outputs"] > 1e-3 and "random_outputs" not in model.metadata
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    notes = get_detector("neuron_inspect", n_images=4).scan(model, None, progress=False).notes
+    assert any(n.startswith("the model's outputs depend on the other images in the batch") for n in notes)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert output_spread(load_model(tmp_path / "bn.pt", input_shape=(1, 28, 28))) == (0.0, pytest.approx(
+        model.metadata["batch_dependent_outputs"]))
+    eval_net = torch.jit.trace(net.eval(), torch.rand(2, 1, 28, 28))
+    eval_net.save(str(tmp_path / "bn_eval.pt"))
+    assert "batch_dependent_outputs" not in load_model(tmp_path / "bn_eval.pt", input_shape=(1, 28, 28)).metadata

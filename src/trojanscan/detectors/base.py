@@ -269,6 +269,11 @@ def _output_notes(model: Classifier) -> list[str]:
                      f"{100 * float(model.metadata['random_outputs']):.3g} % of its largest output (dropout or noise "
                      "left on, e.g. a TorchScript file traced in training mode), so every statistic here carries that "
                      "noise; export it after model.eval() and scan it again")
+    if model.metadata.get("batch_dependent_outputs"):
+        notes.append(f"the model's outputs depend on the other images in the batch: by up to "
+                     f"{100 * float(model.metadata['batch_dependent_outputs']):.3g} % of its largest output (batch "
+                     "norm left in training mode, e.g. a TorchScript file traced in training mode), so every statistic "
+                     "here depends on the method's batch sizes; export it after model.eval() and scan it again")
     if model.metadata.get("cast_from_dtype"):
         notes.append(f"the model's {model.metadata['cast_from_dtype']} weights were cast to float32 for the scan")
     if model.metadata.get("torchscript_vetted") is False:

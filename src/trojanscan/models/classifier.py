@@ -215,20 +215,25 @@ RANDOM_OUTPUT_TOL = 1e-4
 
 
 @torch.no_grad()
-def output_spread(model: Classifier, *, repeats: int = 3) -> float:
-    """How much ``model``'s outputs move between passes on the same input: the largest absolute difference over
-    ``repeats`` passes of one seeded probe batch, divided by the largest absolute output (0 for a deterministic
-    network). A TorchScript file traced in training mode keeps its dropout on (``eval()`` cannot reach a traced
-    graph's constant), so every statistic computed from it carries that noise. The global random state is left as
-    it was; the probes are not counted as queries.
+def output_spread(model: Classifier, *, repeats: int = 3) -> tuple[float, float]:
+    """How far ``model``'s outputs move on the same input, relative to its largest absolute output:
+    ``(random, batch)``. ``random``: the largest difference over ``repeats`` passes of one seeded probe batch (dropout
+    left on). ``batch``: between two images' outputs in that batch of four and in a batch of their own (batch norm
+    left in training mode normalises by the batch's statistics); 0 when ``random`` is not, since the noise would
+    hide it. Both are 0 for a deterministic network in eval mode. A TorchScript file traced in training mode keeps
+    both (``eval()`` cannot reach a traced graph's constants), and every statistic computed from it moves with
+    them. The model's buffers and the global random state are left as they were; the probes are not counted.
     """
     c, h, w = model.input_shape
     probe = torch.rand(4, c, h, w, generator=torch.Generator().manual_seed(1))
     with preserved_state(model), torch.random.fork_rng(devices=[]):
         model.eval()
         outs = [model.raw_output(probe).double() for _ in range(max(2, int(repeats)))]
+        alone = model.raw_output(probe[:2]).double()
     scale = max(float(torch.stack(outs).abs().max()), 1e-12)
-    return max(float((o - outs[0]).abs().max()) for o in outs[1:]) / scale
+    random = max(float((o - outs[0]).abs().max()) for o in outs[1:]) / scale
+    batch = 0.0 if random > RANDOM_OUTPUT_TOL else float((alone - outs[0][:2]).abs().max()) / scale
+    return random, batch
 
 
 @torch.no_grad()
@@ -294,6 +299,7 @@ class _Snapshot:
     training: dict[str, bool] = field(default_factory=dict)
     requires_grad: dict[str, bool] = field(default_factory=dict)
     hooks: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _hook_counts(m: nn.Module) -> tuple[int, int, int, int]:
@@ -307,7 +313,9 @@ def _hook_counts(m: nn.Module) -> tuple[int, int, int, int]:
 
 @contextlib.contextmanager
 def preserved_state(model: nn.Module) -> Iterator[None]:
-    """Restore every submodule's ``training`` flag and every parameter's ``requires_grad`` on exit.
+    """Restore every submodule's ``training`` flag, every parameter's ``requires_grad`` and every buffer's values
+    on exit (a network whose batch norm was traced in training mode updates its running statistics on every
+    forward pass, whatever ``eval()`` says).
 
     Detectors run inside this context (DESIGN.md §3: a scan leaves the model as it found it).
     Hooks a detector registers must be removed by the detector itself (in a ``finally``); this
@@ -319,6 +327,8 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
         snap.hooks[name] = _hook_counts(m)
     for name, p in model.named_parameters():
         snap.requires_grad[name] = p.requires_grad
+    for name, b in model.named_buffers():
+        snap.buffers[name] = b.detach().clone()
     try:
         yield
     finally:
@@ -328,6 +338,11 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
         for name, p in model.named_parameters():
             if name in snap.requires_grad:
                 p.requires_grad_(snap.requires_grad[name])
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                saved = snap.buffers.get(name)
+                if saved is not None and saved.shape == b.shape and not torch.equal(saved, b):
+                    b.copy_(saved)
     leaked = [n for n, m in model.named_modules() if n in snap.hooks and _hook_counts(m) != snap.hooks[n]]
     if leaked:
         raise RuntimeError(f"internal error: hooks left on modules {leaked[:5]} after a scan")

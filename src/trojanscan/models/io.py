@@ -462,9 +462,11 @@ def load_model(
     clf.outputs = str(kind)
     clf.metadata["outputs"] = clf.outputs
     clf.validate()
-    spread = output_spread(clf)
-    if spread > RANDOM_OUTPUT_TOL:
-        clf.metadata["random_outputs"] = spread
+    random, batch = output_spread(clf)
+    if random > RANDOM_OUTPUT_TOL:
+        clf.metadata["random_outputs"] = random
+    if batch > RANDOM_OUTPUT_TOL:
+        clf.metadata["batch_dependent_outputs"] = batch
     if query_only and clf.white_box:
         clf = make_query_only(clf, samples=query_samples, sigma=query_sigma, max_queries=max_queries)
     return clf
