@@ -407,3 +407,34 @@ def test_batch_dependent_outputs_are_measured_noted_and_buffers_kept(tmp_path: P
     eval_net = torch.jit.trace(net.eval(), torch.rand(2, 1, 28, 28))
     eval_net.save(str(tmp_path / "bn_eval.pt"))
     assert "batch_dependent_outputs" not in load_model(tmp_path / "bn_eval.pt", input_shape=(1, 28, 28)).metadata
+
+
+class _DictHead(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = torch.nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.f(x.flatten(1))
+        return {"logits": z, "features": x.flatten(1)}
+
+
+def test_dict_and_convolutional_heads_are_read_as_scores(tmp_path: Path) -> None:
+    """A network that returns {"logits": ...} or a fully convolutional (N, K, 1, 1) head is read as its (N, K)
+    scores: the class count is probed, a scan runs, and an export of it returns 2-D scores."""
+    from trojanscan.detectors import get_detector
+    from trojanscan.models.io import export_torchscript
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 7, 5), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
+    torch.jit.save(torch.jit.script(_DictHead()), str(tmp_path / "dict.pt"))
+    torch.jit.trace(conv.eval(), torch.rand(1, 1, 28, 28)).save(str(tmp_path / "conv.pt"))
+    for name, k in (("dict", 10), ("conv", 7)):
+        model = load_model(tmp_path / f"{name}.pt", input_shape=(1, 28, 28))
+        assert model.num_classes == k and model(torch.rand(3, 1, 28, 28)).shape == (3, k)
+        rep = get_detector("neuron_inspect", n_images=4).scan(model, None, progress=False)
+        assert len(rep.classes) == k
+        out = export_torchscript(model, tmp_path / f"{name}_export.pt", with_sidecar=False)
+        assert torch.jit.load(str(out))(torch.rand(2, 1, 28, 28)).shape == (2, k)
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 7, 5))), str(tmp_path / "map.pt"))
+    with pytest.raises(InvalidInputError, match="2-D"):  # a (N, 7, 24, 24) map is no score vector
+        load_model(tmp_path / "map.pt", input_shape=(1, 28, 28))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,17 @@ from trojanscan.types import ImageBatch, Shape3
 OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities", "log_probabilities")
 #: Probabilities are floored here before the logarithm (float32 softmax underflows to exactly 0).
 PROB_FLOOR = 1e-30
+
+
+def scores_of(out: Any) -> Any:
+    """A network's output as the (N, K) tensor of its scores, where that is unambiguous: a mapping's ``"logits"``
+    entry (as many exported models return), and trailing singleton dimensions dropped (a fully convolutional head's
+    (N, K, 1, 1)). Anything else is returned as it is, for :meth:`Classifier.validate` to name."""
+    if isinstance(out, Mapping) and isinstance(out.get("logits"), torch.Tensor):
+        out = out["logits"]
+    if isinstance(out, torch.Tensor) and out.dim() > 2 and out.shape[2:].numel() == 1:
+        out = out.flatten(1)
+    return out
 
 
 class Classifier(nn.Module):
@@ -131,8 +142,8 @@ class Classifier(nn.Module):
         """What the network itself returns for ``x`` in [0, 1] (normalised here), on ``x``'s device; no query count."""
         dev = self.device
         if x.device == dev:
-            return self.module((x - self.mean) / self.std)
-        return self.module((x.to(dev) - self.mean) / self.std).to(x.device)
+            return scores_of(self.module((x - self.mean) / self.std))
+        return scores_of(self.module((x.to(dev) - self.mean) / self.std)).to(x.device)
 
     @torch.no_grad()
     def predict_logits(self, x: ImageBatch, batch_size: int = 512) -> torch.Tensor:

@@ -48,6 +48,7 @@ from trojanscan.models.classifier import (
     detect_outputs,
     output_spread,
     resolve_device,
+    scores_of,
 )
 from trojanscan.models.query import DEFAULT_SAMPLES, DEFAULT_SIGMA, BlackBox, QueryClassifier, check_query_settings
 from trojanscan.models.query import query_only as make_query_only
@@ -234,7 +235,7 @@ def _accepts(module: nn.Module, shape: Shape3) -> bool:
     """Whether one grey image of ``shape`` goes through ``module`` to finite 2-D scores of at least 2 classes."""
     try:
         with torch.no_grad():
-            out = module(torch.full((1, *shape), 0.5))
+            out = scores_of(module(torch.full((1, *shape), 0.5)))
     except Exception:  # noqa: BLE001 - a shape the network rejects raises whatever its layers raise
         return False
     return isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] >= 2 and bool(torch.isfinite(out).all())
@@ -254,7 +255,7 @@ def _count_classes(module: nn.Module, shape: Shape3, what: str) -> int:
     """The width of ``module``'s output on one grey image of ``shape`` (no random draw); a clear error otherwise."""
     try:
         with torch.no_grad():
-            out = module(torch.full((1, *shape), 0.5))
+            out = scores_of(module(torch.full((1, *shape), 0.5)))
     except Exception as exc:  # noqa: BLE001 - whatever a foreign module raises, say which input failed
         raise InvalidInputError(f"{what} failed on a (1, {', '.join(map(str, shape))}) probe: "
                                 f"{type(exc).__name__}: {exc}. Check --input-shape.") from exc
@@ -582,7 +583,7 @@ class _Normalized(nn.Module):
         self.register_buffer("std", std.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module((x - self.mean) / self.std)
+        return scores_of(self.module((x - self.mean) / self.std))  # type: ignore[no-any-return]
 
 
 def _write_export_sidecar(model: Classifier, path: Path) -> None:

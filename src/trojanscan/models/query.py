@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from trojanscan.errors import InvalidInputError, QueryBudgetError
-from trojanscan.models.classifier import Classifier
+from trojanscan.models.classifier import Classifier, scores_of
 from trojanscan.types import ImageBatch, Shape3
 
 #: ``f(images) -> scores``: float32 ``(N, C, H, W)`` (already normalised by the wrapper) to ``(N, K)`` scores.
@@ -132,7 +132,7 @@ class QueryClassifier(Classifier):
                 f"(one gradient estimate costs 1 + 2 x {self.samples} queries per image).")
         self.queries += n
         xn = (x.detach().cpu() - self.mean.cpu()) / self.std.cpu()
-        outs = [self.module(xn[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
+        outs = [scores_of(self.module(xn[i : i + self.batch_size])) for i in range(0, n, self.batch_size)]
         out = torch.cat(outs) if outs else torch.zeros(0, self.num_classes)
         if out.dim() != 2 or out.shape[0] != n:
             raise InvalidInputError(
