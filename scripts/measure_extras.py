@@ -5,6 +5,8 @@
     .venv/bin/python scripts/measure_extras.py ni-gtsrb     # NeuronInspect on the GTSRB BadNets model; trigger-corner share
     .venv/bin/python scripts/measure_extras.py gtsrb-tar    # GTSRB BadNets TAR split by how bright the trigger corner is
     .venv/bin/python scripts/measure_extras.py di-repeats [MODEL ...]  # DeepInspect, 3 vs 10 generator runs, seeds 0-2
+    .venv/bin/python scripts/measure_extras.py di-generators [MODEL ...]  # DeepInspect: the verdict on the mean of three
+                                                            # generators vs each generator's own, seeds 0-2
     .venv/bin/python scripts/measure_extras.py di-substitutes [MODEL ...]  # DeepInspect, 5 vs 20 inverted images / class
     .venv/bin/python scripts/measure_extras.py di-substitutes-zoo [5|20] [SEED]  # DeepInspect on the MNIST zoo, ROC-AUC
     .venv/bin/python scripts/measure_extras.py zoo-ranks [REPORTS]  # the multi-target zoo model's stamped outputs; each
@@ -575,6 +577,26 @@ def di_repeats() -> None:
     _di_seeds("n_repeats", (3, 10))
 
 
+def di_generators() -> None:
+    """Default data-free DeepInspect (three generators) on the models named in the arguments (default the three core
+    MNIST models), scan seeds 0-2: the DF and suspects of the test on the generators' mean, next to what each
+    generator alone flags (the report's per-generator note): does the verdict rest on every generator?"""
+    import numpy as np
+
+    from trojanscan import stats as st
+    from trojanscan.detectors.deep_inspect import GENERATOR_NOTE, perturbation_statistic
+
+    for name in sys.argv[2:] or ["mnist_clean_s0", "mnist_clean_s1", "mnist_badnets4_t5"]:
+        for s in (0, 1, 2):
+            r = get_detector("deep_inspect").scan(_model(name), None, seed=s, progress=False)
+            each = [n.split(" flags ", 1)[1] for n in r.notes if n.startswith(GENERATOR_NOTE)]
+            dfs = [st.decide(perturbation_statistic(*(np.array([c.extra[f"{k}_run{g}"] for c in r.classes])
+                                                      for k in ("hinge", "l1")))[0], test="dmad").anomaly_index
+                   for g in (1, 2, 3)]
+            print(name, f"seed {s}: mean DF {r.anomaly_index:.2f} {r.suspects}; each generator (DF "
+                  f"{' / '.join(f'{v:.2f}' for v in dfs)}) flags {each[0]} ({r.runtime_s:.0f} s)", flush=True)
+
+
 def di_substitutes() -> None:
     """DeepInspect with 5 (the paper's) and 20 inverted images per class, scan seeds 0-2: is the seed-to-seed swing of
     the DF, which session 11 traced to the substitutes, smaller with more of them?"""
@@ -895,10 +917,11 @@ if __name__ == "__main__":
             "inversion-bn": inversion_bn, "few-labels": few_labels,
             "softmax-head": softmax_head, "large-input": large_input, "nes-cosine": nes_cosine,
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats,
+            "di-generators": di_generators,
             "di-substitutes": di_substitutes, "di-substitutes-zoo": di_substitutes_zoo,
             "zoo-ranks": zoo_ranks, "cifar-step": cifar_step}
     takes_models = ("inversion-noise", "inversion-bn",
-                    "di-repeats", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
+                    "di-repeats", "di-generators", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
                    "zoo-ranks")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):
         sys.exit(f"usage: measure_extras.py {{{'|'.join(jobs)}}}")

@@ -17,7 +17,8 @@ from trojanscan.detectors import get_detector
 from trojanscan.errors import InvalidInputError, ModelLoadError, QueryBudgetError, WhiteBoxRequiredError
 from trojanscan.models import Classifier, QueryClassifier, export_onnx, load_model, query_only
 from trojanscan.models.io import detect_format
-from trojanscan.scan import scan_model
+from trojanscan.report import ScanReport
+from trojanscan.scan import rethreshold, scan_model
 
 
 def _linear(seed: int = 0) -> Classifier:
@@ -187,6 +188,12 @@ def test_white_box_methods_refuse_and_all_skips_them(trojaned_model, digits) -> 
     assert set(out.report.reports) == {"deep_inspect", "neural_cleanse"}
     assert any("neuron_inspect was not run" in n for n in out.report.notes)
     assert out.report.model_queries == sum(r.model_queries for r in out.report.reports.values()) > 0
+    # the note both detectors carry (how the model was reached) is the combined report's too, so its summary shows it;
+    # re-deciding the saved report keeps it and the combined report's own note
+    (shared,) = [n for n in out.report.notes if n.startswith("query-only model")]
+    assert all(shared in r.notes for r in out.report.reports.values())
+    again = rethreshold(ScanReport.from_json(out.report.to_json()), familywise=True)
+    assert again.notes == out.report.notes and again.cutoff == 2.0
 
 
 def test_query_only_scan_counts_every_query(trojaned_model) -> None:  # type: ignore[no-untyped-def]

@@ -45,6 +45,8 @@ def combine(reports: dict[str, ScanReport]) -> ScanReport:
     detectors flag it, or when one detector flags it and none of the others ran; the verdict is
     trojaned when a majority of detectors say trojaned. ``anomaly_index`` is the median of the
     detectors' anomaly indices expressed in units of their own cutoff, times 2 (so 2 = at the cutoff).
+    Its notes are those every detector's report carries (what loading the model had to work out, a warning about
+    its outputs), so the combined summary shows them; each detector's own notes stay in its report.
     """
     if not reports:
         raise InvalidInputError("no reports to combine")
@@ -70,8 +72,15 @@ def combine(reports: dict[str, ScanReport]) -> ScanReport:
         method="all", verdict=verdict, anomaly_index=float(mid), cutoff=2.0, suspects=suspects, classes=classes,
         model=first.model, data=first.data, runtime_s=float(sum(r.runtime_s for r in reports.values())),
         model_queries=int(sum(r.model_queries for r in reports.values())), seed=first.seed,
-        config={"rule": "majority vote", "methods": list(reports)}, notes=[], reports=dict(reports),
+        config={"rule": "majority vote", "methods": list(reports)}, notes=shared_notes(reports), reports=dict(reports),
     )
+
+
+def shared_notes(reports: dict[str, ScanReport]) -> list[str]:
+    """The notes every one of ``reports`` carries, in the first report's order."""
+    rest = list(reports.values())[1:]
+    first = next(iter(reports.values())).notes if reports else []
+    return [n for n in first if all(n in r.notes for r in rest)]
 
 
 def scan_model(
@@ -196,7 +205,10 @@ def rethreshold(report: ScanReport, *, cutoff: float | None = None, alpha: float
     stats.resolve_cutoff(familywise=familywise)  # reject a non-bool before recursing
     if report.reports:
         subs = {k: rethreshold(r, cutoff=cutoff, alpha=alpha, familywise=familywise) for k, r in report.reports.items()}
-        return replace(combine(subs), runtime_s=report.runtime_s, trojan_probability=report.trojan_probability)
+        again = combine(subs)  # its shared notes first, then the combined report's own (a skipped method, the pool)
+        own = [n for n in report.notes if n not in shared_notes(report.reports)]
+        return replace(again, runtime_s=report.runtime_s, trojan_probability=report.trojan_probability,
+                       notes=again.notes + own)
     if cutoff is None and alpha is None:  # the report's own setting, before any family-wise correction
         if report.config.get("alpha") is not None:
             alpha = float(report.config["alpha"])
