@@ -233,7 +233,8 @@ def output_spread(model: Classifier, *, repeats: int = 3) -> tuple[float, float]
     left in training mode normalises by the batch's statistics); 0 when ``random`` is not, since the noise would
     hide it. Both are 0 for a deterministic network in eval mode. A TorchScript file traced in training mode keeps
     both (``eval()`` cannot reach a traced graph's constants), and every statistic computed from it moves with
-    them. The model's buffers and the global random state are left as they were; the probes are not counted.
+    them. The model's buffers and the global random state are left as they were (a query-only model would count
+    the probes: :func:`~trojanscan.models.io.load_model` measures white-box networks only, on the CPU).
     """
     c, h, w = model.input_shape
     probe = torch.rand(4, c, h, w, generator=torch.Generator().manual_seed(1))

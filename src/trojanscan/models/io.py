@@ -453,6 +453,16 @@ def load_model(
                          metadata={"path": str(p), "sha256": sha256_file(p), "format": "pickle",
                                    "input_shape_source": shape_source, **cast})
     clf.eval()
+    random, batch = 0.0, 0.0
+    if clf.white_box:  # a query-only model's budget is not spent on it
+        try:  # on the CPU, before the move: a GPU's TF32 convolutions would differ between batch sizes by themselves
+            random, batch = output_spread(clf)
+        except Exception:  # noqa: BLE001 - a network that cannot give scores: validate() below says why
+            pass
+    if random > RANDOM_OUTPUT_TOL:
+        clf.metadata["random_outputs"] = random
+    if batch > RANDOM_OUTPUT_TOL:
+        clf.metadata["batch_dependent_outputs"] = batch
     clf.to(dev)
     kind = outputs if outputs != "auto" else clf.metadata.get("outputs")
     if kind is None:
@@ -463,11 +473,6 @@ def load_model(
     clf.outputs = str(kind)
     clf.metadata["outputs"] = clf.outputs
     clf.validate()
-    random, batch = output_spread(clf)
-    if random > RANDOM_OUTPUT_TOL:
-        clf.metadata["random_outputs"] = random
-    if batch > RANDOM_OUTPUT_TOL:
-        clf.metadata["batch_dependent_outputs"] = batch
     if query_only and clf.white_box:
         clf = make_query_only(clf, samples=query_samples, sigma=query_sigma, max_queries=max_queries)
     return clf
