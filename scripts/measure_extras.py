@@ -584,14 +584,14 @@ def di_generators() -> None:
     import numpy as np
 
     from trojanscan import stats as st
-    from trojanscan.detectors.deep_inspect import GENERATOR_NOTE, perturbation_statistic
+    from trojanscan.detectors.deep_inspect import GENERATOR_NOTE, values_on_scale
 
     for name in sys.argv[2:] or ["mnist_clean_s0", "mnist_clean_s1", "mnist_badnets4_t5"]:
         for s in (0, 1, 2):
             r = get_detector("deep_inspect").scan(_model(name), None, seed=s, progress=False)
             each = [n.split(" flags ", 1)[1] for n in r.notes if n.startswith(GENERATOR_NOTE)]
-            dfs = [st.decide(perturbation_statistic(*(np.array([c.extra[f"{k}_run{g}"] for c in r.classes])
-                                                      for k in ("hinge", "l1")))[0], test="dmad").anomaly_index
+            dfs = [st.decide(values_on_scale(*(np.array([c.extra[f"{k}_run{g}"] for c in r.classes])
+                                               for k in ("hinge", "l1")), "raw")[0], test="dmad").anomaly_index
                    for g in (1, 2, 3)]
             print(name, f"seed {s}: mean DF {r.anomaly_index:.2f} {r.suspects}; each generator (DF "
                   f"{' / '.join(f'{v:.2f}' for v in dfs)}) flags {each[0]} ({r.runtime_s:.0f} s)", flush=True)

@@ -80,6 +80,14 @@ def perturbation_statistic(hinge: np.ndarray, l1: np.ndarray) -> tuple[np.ndarra
     return l1, "l1"
 
 
+def values_on_scale(hinge: np.ndarray, l1: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
+    """The per-class values the test decides on, and which they are: the L1 norm on the ``log`` scale (the hinge's
+    threshold shift would distort a logarithm), else :func:`perturbation_statistic` (``hinge`` or ``l1``)."""
+    if scale == "log":
+        return np.asarray(l1, dtype=np.float64), "log"
+    return perturbation_statistic(np.asarray(hinge, dtype=np.float64), np.asarray(l1, dtype=np.float64))
+
+
 #: The start of the note :meth:`DeepInspect.decision_notes` writes (re-deciding a report replaces it).
 GENERATOR_NOTE = "each generator alone"
 
@@ -222,10 +230,8 @@ class DeepInspect(Detector):
         if missing:
             raise InvalidInputError(f"the report has no per-class 'hinge' and 'l1' for labels {missing} (a pair-mode "
                                     "report, or one written by another tool): it cannot be put on another scale")
-        l1 = np.array([c.extra["l1"] for c in classes], dtype=np.float64)
-        if scale == "log":
-            return [float(v) for v in l1]
-        values, _ = perturbation_statistic(np.array([c.extra["hinge"] for c in classes], dtype=np.float64), l1)
+        values, _ = values_on_scale(np.array([c.extra["hinge"] for c in classes]),
+                                    np.array([c.extra["l1"] for c in classes]), scale)
         return [float(v) for v in values]
 
     decision_note_prefixes: ClassVar[tuple[str, ...]] = (GENERATOR_NOTE,)
@@ -246,12 +252,8 @@ class DeepInspect(Detector):
         scale = str(report.config.get("scale", "raw"))
         per = []
         for r in range(1, n + 1):
-            l1 = np.array([c.extra[f"l1_run{r}"] for c in report.classes], dtype=np.float64)
-            if scale == "log":
-                values = l1
-            else:
-                values, _ = perturbation_statistic(
-                    np.array([c.extra[f"hinge_run{r}"] for c in report.classes], dtype=np.float64), l1)
+            values, _ = values_on_scale(np.array([c.extra[f"hinge_run{r}"] for c in report.classes]),
+                                        np.array([c.extra[f"l1_run{r}"] for c in report.classes]), scale)
             per.append(stats.decide(values, cutoff=report.cutoff, test=test, scale=scale).suspects)
         labels = sorted({lab for s in per for lab in s})
         if not labels:
@@ -359,18 +361,14 @@ class DeepInspect(Detector):
         hinge = torch.stack([st.hinge for st in runs]).mean(0)
         l1 = torch.stack([st.l1 for st in runs]).mean(0)
         success = torch.stack([st.attack_success for st in runs]).mean(0)
-        if self.n_repeats > 1:
-            notes.append(f"statistic: mean over {self.n_repeats} independently seeded generators")
         per_run: dict[str, list[float]] = {}
-        if self.n_repeats > 1:  # each generator's own numbers, for decision_notes
+        if self.n_repeats > 1:  # and each generator's own numbers, for decision_notes
+            notes.append(f"statistic: mean over {self.n_repeats} independently seeded generators")
             for r, run in enumerate(runs, 1):
                 per_run[f"l1_run{r}"] = [float(v) for v in run.l1]
                 per_run[f"hinge_run{r}"] = [float(v) for v in run.hinge]
         st = runs[0]
-        if self.scale == "log":
-            values, which = l1.double().numpy(), "log"
-        else:
-            values, which = perturbation_statistic(hinge.double().numpy(), l1.double().numpy())
+        values, which = values_on_scale(hinge.double().numpy(), l1.double().numpy(), self.scale)
         if which == "l1":
             notes.append(f"the soft hinge (thres {thres:.4g}) is degenerate (no spread in its left half): "
                          "the statistic is the raw L1 norm of the triggers")
