@@ -349,3 +349,47 @@ def test_scan_zoo_rejects_a_bad_timeout(zoo: tuple[Path, Path], tmp_path: Path) 
         with pytest.raises(InvalidInputError, match="--timeout"):
             scan_zoo(d, tmp_path / "o", data=[data], method="neuron_inspect", timeout_s=bad, progress=False)  # type: ignore[arg-type]
     assert not (tmp_path / "o").exists()
+
+
+def test_scan_zoo_fits_a_folder_to_the_shape_it_is_given_for(tmp_path: Path, trojaned_model: BuiltModel,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``--data PATH`` serves its own image shape only: a folder of 32x32 colour images leaves a 1x28x28 model data-free
+    (the summary says which input shapes had no data). ``--data 1,28,28=PATH`` fits the folder to that shape, the
+    report notes it, and the data-free report is not reused. Bad entries are refused before anything is written."""
+    from data_fixtures import image_bytes, rand_images, write_tree
+
+    d = tmp_path / "zoo"
+    d.mkdir()
+    save_model(d / "troj.safetensors", trojaned_model.model)
+    (d / "troj.truth.json").write_text(json.dumps(trojaned_model.truth()))
+    rng = np.random.default_rng(0)
+    imgs = tmp_path / "imgs"
+    write_tree(imgs, {f"{k % 3}/{k}.png": image_bytes(rand_images(rng, 1, 32, 32)[0], "PNG") for k in range(9)})
+    out = tmp_path / "out"
+    free = scan_zoo(d, out, data=[imgs], method="neuron_inspect", workers=1, progress=False)
+    (row,) = free["models"]
+    assert row["data"] == "model_inversion" and row["input_shape"] == [1, 28, 28]
+    assert free["data_free_shapes"] == [(1, 28, 28)]
+    assert "models of input 1,28,28" in (out / "summary.md").read_text()
+    fitted = scan_zoo(d, out, data=[f"1,28,28={imgs}"], method="neuron_inspect", workers=1, progress=False)
+    (row,) = fitted["models"]
+    assert not row.get("resumed") and row["data"] == "clean_data" and fitted["data_free_shapes"] == []
+    rep = ScanReport.load_json(out / "reports" / "troj.json")
+    assert [n for n in rep.notes if n.startswith("--data:")] == [
+        "--data: 9 images read at 28x28, made grayscale (luma), to fit the model's input 1x28x28 (images from a "
+        "folder are fitted to the model; an .npz is taken as it is)"]
+    again = scan_zoo(d, out, data=[f"1,28,28={imgs}"], method="neuron_inspect", workers=1, progress=False)
+    assert again["models"][0].get("resumed")
+    # bad entries: an .npz of another shape, a mixed-size folder without a shape, two entries for one shape
+    np.savez(tmp_path / "big.npz", x=np.zeros((4, 1, 32, 32), np.float32), y=np.zeros(4, np.int64))
+    write_tree(tmp_path / "mixed", {"0/a.png": image_bytes(rand_images(rng, 1, 20, 24)[0], "PNG"),
+                                    "0/b.png": image_bytes(rand_images(rng, 1, 28, 28)[0], "PNG")})
+    for data, msg in (([f"1,28,28={tmp_path / 'big.npz'}"], "an .npz is taken as it is"),
+                      ([str(tmp_path / "mixed")], "holds images of several sizes; give it as C,H,W="),
+                      ([f"1,28,28={imgs}", f"1,28,28={tmp_path / 'mixed'}"], "both serve input shape (1, 28, 28)"),
+                      ([f"0,28,28={imgs}"], "must be positive")):
+        fresh = tmp_path / "fresh"
+        args = ["scan-zoo", str(d), "--out", str(fresh), "--method", "neuron_inspect", "--workers", "1"]
+        assert main([*args, *[a for p in data for a in ("--data", p)]]) == 2
+        assert msg in capsys.readouterr().err, msg
+        assert not fresh.exists()

@@ -168,44 +168,20 @@ def _read_clean(data: str) -> tuple[Dataset | None, bool]:
     read again at the model's size once the model is loaded (:func:`_fit_clean`)."""
     if data.lower() == "none":
         return None, False
-    from trojanscan.data.registry import load_clean_data
-    from trojanscan.errors import MixedImageSizesError
+    from trojanscan.data.registry import read_clean_data
 
-    try:
-        return load_clean_data(data), False
-    except MixedImageSizesError:
-        return None, True
+    clean = read_clean_data(data)
+    return clean, clean is None
 
 
 def _fit_clean(clean: Dataset | None, pending: bool, data: str, clf: Classifier) -> tuple[Dataset | None, list[str]]:
-    """Images from a folder (an image folder or a dataset folder, never an ``.npz``) brought to the model's input
-    shape (:func:`trojanscan.data.base.fit_images`), and the report note that says so."""
-    from trojanscan.data.base import fit_images
-    from trojanscan.data.registry import load_clean_data
+    """Images from a folder brought to the model's input shape, and the report note that says so
+    (:func:`trojanscan.data.registry.fit_clean_data`)."""
+    if clean is None and not pending:
+        return None, []
+    from trojanscan.data.registry import fit_clean_data
 
-    c, h, w = clf.input_shape
-    if pending:  # several sizes: read them at the model's (square) size, then fit
-        clean = load_clean_data(data, size=max(h, w))
-    if clean is None or Path(data).suffix.lower() == ".npz" or (clean.input_shape == clf.input_shape and not pending):
-        return clean, []
-    reread = not pending and h == w and clean.input_shape[1:] != (h, w) and _reads_at_any_size(Path(data))
-    if reread:  # once from the files, not resized twice (GTSRB's own images are 15 to 250 px)
-        clean = load_clean_data(data, size=h)
-        reread = clean.input_shape[1:] == (h, w)  # CIFAR-10's python batches stay 32x32: fitted below
-    fitted, done = fit_images(clean, clf.input_shape)
-    if pending:
-        done = ["of several sizes, read at {0}x{0}".format(max(h, w)), *done]
-    elif reread:
-        done = [f"read at {h}x{h}", *done]
-    return fitted, [f"--data: {len(fitted)} images {', '.join(done)}, to fit the model's input {c}x{h}x{w} (images "
-                    "from a folder are fitted to the model; an .npz is taken as it is)"]
-
-
-def _reads_at_any_size(path: Path) -> bool:
-    """Whether ``--data`` path's reader takes ``size=``: an image folder, GTSRB and CIFAR-10 (MNIST's IDX files do not)."""
-    from trojanscan.data.registry import dataset_folder_kind
-
-    return dataset_folder_kind(path) in (None, "gtsrb", "cifar10")
+    return fit_clean_data(data, clf.input_shape, clean)
 
 
 def _merge_artifacts(per_method: dict[str, Any], method: str) -> dict[str, Any]:
@@ -502,7 +478,8 @@ def scan_zoo_cmd(
     truth: Annotated[Path | None, typer.Option(
         help="Ground truth JSON {file: {trojaned, targets}}; default: each model's <stem>.truth.json")] = None,
     data: Annotated[list[str] | None, typer.Option(
-        help="Clean data (.npz, dataset or image folder), one per input shape; repeat it for several datasets")] = None,
+        help="Clean data (.npz, dataset or image folder), one per input shape; repeat it for several datasets. "
+             "C,H,W=PATH serves models of input C,H,W, a folder's images fitted to it")] = None,
     method: Annotated[str, typer.Option(help="deep_inspect | neuron_inspect | neural_cleanse | all")] = "all",
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per CPU core)")] = None,
@@ -534,6 +511,10 @@ def scan_zoo_cmd(
     for meth, s in doc["metrics"].items():
         auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"
         typer.echo(f"  {meth:15s} ROC-AUC {auc:>5s}  FP {s['false_positives']}  FN {s['false_negatives']}")
+    if doc.get("data_free_shapes"):
+        shapes = ", ".join(",".join(map(str, sh)) for sh in doc["data_free_shapes"])
+        typer.echo(f"note: models of input {shapes} had no --data of their shape and were scanned data-free; "
+                   "--data C,H,W=PATH fits a folder's images to a shape", err=True)
     typer.echo(f"summary: {out / 'summary.md'}")
 
 

@@ -11,8 +11,11 @@ detector, the zoo metrics of :mod:`trojanscan.bench.metrics` computed on the cal
   more than one worker (or a ``timeout_s``) every model is scanned in a process of its own, so one that kills its
   process (a segmentation fault in a hostile file's loader, the out-of-memory killer) or runs past ``timeout_s`` is
   recorded as failed too; with ``workers=1`` and no timeout the models are scanned in this process.
-- Clean data: ``data`` files (``.npz`` or image folders, one per dataset) are matched to each model by input
-  shape; a model with no matching file is scanned data-free (detectors that need images invert the model).
+- Clean data: ``data`` entries (``.npz`` files, dataset or image folders, one per input shape) are matched to each
+  model by input shape: ``PATH`` serves models of its images' shape, ``C,H,W=PATH`` models of input C,H,W, its
+  folder images fitted to it (:func:`trojanscan.data.registry.fit_clean_data`, as ``trojanscan scan`` does; an
+  ``.npz`` must hold that shape). A model with no matching entry is scanned data-free (detectors that need images
+  invert the model); the summary lists those input shapes.
 - Parallel: ``workers`` local processes (default: one per CPU core, each with ``cores / workers`` torch
   threads), or a Ray cluster with ``ray_address`` (optional extra ``pip install 'trojanscan[ray]'``).
 - Resumable: a report already in ``OUT/reports/`` whose model SHA-256, method and seed match is reused.
@@ -25,11 +28,12 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -108,7 +112,7 @@ class _Job:
     out_dir: str
     method: str
     seed: int
-    data_by_shape: tuple[tuple[tuple[int, ...], str], ...]  # (C, H, W) -> clean-data file
+    data_by_shape: tuple[tuple[tuple[int, ...], str, bool], ...]  # (C, H, W), clean-data path, fitted to the shape
     threads: int
     params: dict[str, dict[str, Any]] | None
     input_shape: tuple[int, int, int] | None
@@ -137,7 +141,7 @@ def _same_settings(old: Any, params: dict[str, dict[str, Any]] | None) -> bool:
 def _row_from_report(name: str, rep: Any, elapsed: float, data_source: str) -> dict[str, Any]:
     reports = rep.reports if rep.method == "all" else {rep.method: rep}
     row: dict[str, Any] = {"model": name, "status": "ok", "error": None, "scan_s": elapsed, "data": data_source,
-                           "methods": {}}
+                           "input_shape": list(rep.model.input_shape), "methods": {}}
     entries = dict(reports)
     if rep.method == "all":
         entries["all"] = rep
@@ -162,7 +166,7 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(max(1, job.threads))
-        from trojanscan.data.registry import load_clean_data
+        from trojanscan.data.registry import fit_clean_data, load_clean_data, read_clean_data
         from trojanscan.models.io import load_model
         from trojanscan.report.scan_report import ScanReport
         from trojanscan.scan import recalibrate, rescale, rethreshold, scale_params, scale_takers, scan_model
@@ -174,8 +178,9 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         if report_path.is_file():  # resume: same model bytes, method and seed
             try:
                 old = ScanReport.from_json(report_path.read_text())
+                given = _entry_for(job.data_by_shape, tuple(old.model.input_shape)) is not None
                 if (old.model.sha256 == digest and old.method == job.method and old.seed == job.seed
-                        and _same_settings(old, job.params)):
+                        and _same_settings(old, job.params) and (old.data.source == "clean_data") == given):
                     # re-decided at the requested scale and cutoff, its probability from today's calibration
                     subs = old.reports if old.reports else {old.method: old}
                     scaled = old
@@ -188,17 +193,23 @@ def _scan_one(job: _Job) -> dict[str, Any]:
             except Exception:  # noqa: BLE001 - an unreadable old report is simply redone
                 pass
         model = load_model(job.path, input_shape=job.input_shape, device=job.device,
-                           shape_candidates=[s for s, _ in job.data_by_shape],
+                           shape_candidates=[e[0] for e in job.data_by_shape],
                            allow_unsafe_torchscript=job.allow_unsafe_torchscript)
         model.metadata.update(path=str(job.path), sha256=digest)
-        path = dict(job.data_by_shape).get(tuple(model.input_shape))
-        data = load_clean_data(path) if path is not None else None  # only the file of this model's shape
+        entry = _entry_for(job.data_by_shape, tuple(model.input_shape))  # only the data of this model's shape
+        data, data_notes = None, list[str]()
+        if entry is not None:
+            data = load_clean_data(entry[1]) if not entry[2] else None
+            if entry[2]:
+                data, data_notes = fit_clean_data(entry[1], model.input_shape, read_clean_data(entry[1]))
         params = {k: dict(v) for k, v in (job.params or {}).items()}
         for det, hp in scale_params(job.scale, job.method).items():
             params.setdefault(det, {}).update(hp)
         outcome = scan_model(model, data, method=job.method, seed=job.seed, progress=False, params=params or None,
                              familywise=job.familywise)
         rep = outcome.report
+        if data_notes:
+            rep = replace(rep, notes=rep.notes + data_notes)
         write_text_atomic(report_path, rep.to_json() + "\n")
         return _row_from_report(name, rep, time.perf_counter() - t0, rep.data.source)
     except Exception as e:  # noqa: BLE001 - one bad model must not stop the zoo
@@ -206,18 +217,50 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         return _failed(job, tb, t0)
 
 
-def _data_shapes(paths: Sequence[str]) -> dict[tuple[int, ...], str]:
-    """Read every data file once up front (a bad file is a bad input, exit 2; two of one shape are ambiguous);
-    return which file serves which input shape."""
-    from trojanscan.data.registry import load_clean_data
+_SHAPED = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*=(.+)$")
+
+
+def _entry_for(entries: Sequence[tuple[tuple[int, ...], str, bool]], shape: tuple[int, ...]
+               ) -> tuple[tuple[int, ...], str, bool] | None:
+    return next((e for e in entries if e[0] == shape), None)
+
+
+def _data_shapes(entries: Sequence[str]) -> list[tuple[tuple[int, ...], str, bool]]:
+    """Read every ``--data`` entry once up front (a bad file is a bad input, exit 2; two for one shape are
+    ambiguous); return (input shape it serves, path, whether it is fitted to that shape) per entry.
+
+    ``PATH`` serves its images' own shape; ``C,H,W=PATH`` serves models of input C,H,W, folder images fitted to it
+    (an ``.npz`` must hold exactly that shape: its arrays are taken as they are)."""
+    from trojanscan.data.registry import fit_clean_data, read_clean_data
+    from trojanscan.models.io import MAX_INPUT_VALUES
 
     seen: dict[tuple[int, ...], str] = {}
-    for p in paths:
-        shape = tuple(load_clean_data(p).x.shape[1:])
+    out: list[tuple[tuple[int, ...], str, bool]] = []
+    for entry in entries:
+        m = _SHAPED.match(entry)
+        path = m.group(4).strip() if m else entry
+        clean = read_clean_data(path)
+        if m:
+            shape: tuple[int, ...] = tuple(int(m.group(i)) for i in (1, 2, 3))
+            if min(shape) < 1 or math.prod(shape) > MAX_INPUT_VALUES:
+                raise InvalidInputError(f"--data {entry!r}: input shape {shape} must be positive and at most "
+                                        f"{MAX_INPUT_VALUES} values")
+            # errors now (channels, sizes), not in every worker
+            fitted, _ = fit_clean_data(path, (shape[0], shape[1], shape[2]), clean)
+            if fitted.input_shape != shape:
+                raise InvalidInputError(f"--data {entry!r}: {path!r} holds {fitted.input_shape} images and an .npz is "
+                                        f"taken as it is; write one of {shape} images, or give a folder")
+        elif clean is None:
+            raise InvalidInputError(f"--data {path!r} holds images of several sizes; give it as C,H,W={path} to read "
+                                    "it at the models' input size")
+        else:
+            shape = tuple(clean.input_shape)
         if shape in seen:
-            raise InvalidInputError(f"--data files {seen[shape]!r} and {p!r} both hold {shape} images; give one per input shape.")
-        seen[shape] = p
-    return seen
+            raise InvalidInputError(f"--data {seen[shape]!r} and {entry!r} both serve input shape {shape}; give one per "
+                                    "input shape.")
+        seen[shape] = entry
+        out.append((shape, path, m is not None))
+    return out
 
 
 def _child(target: Callable[[_Job], dict[str, Any]], job: _Job, conn: Connection) -> None:
@@ -374,6 +417,10 @@ def _markdown(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]]
             best = max(singles)
             verdict = "beats" if comb > best else ("ties" if comb == best else "does not beat")
             lines += ["", f"Combined ROC-AUC {_fmt(comb)} {verdict} the best single detector ({_fmt(best)})."]
+    if meta.get("data_free_shapes"):
+        shapes = ", ".join(",".join(map(str, sh)) for sh in meta["data_free_shapes"])
+        lines += ["", f"Scanned with no clean data (no --data of their input shape): models of input {shapes}; "
+                  "`--data C,H,W=PATH` fits a folder's images to such a shape."]
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines += ["", "Failed models:", ""] + [f"- `{r['model']}`: {r['error']}" for r in failed]
@@ -440,7 +487,7 @@ def scan_zoo(
     dev = str(resolve_device(device))
     models = find_models(directory)
     table = load_truth(models, truth)
-    data_by_shape = tuple(_data_shapes([str(p) for p in data]).items())
+    data_by_shape = tuple(_data_shapes([str(p) for p in data]))
     shape = None if input_shape is None else tuple(int(v) for v in input_shape)
     if shape is not None and len(shape) != 3:
         raise InvalidInputError(f"--input-shape must be C,H,W; got {input_shape!r}")
@@ -475,7 +522,9 @@ def scan_zoo(
     summary = summarise(rows, table)
     meta = {"zoo": str(directory), "n_models": len(rows), "n_failed": sum(r["status"] != "ok" for r in rows),
             "method": method, "seed": seed, "workers": 0 if ray_address else n_workers, "timeout_s": timeout_s,
-            "wall_s": time.perf_counter() - t0}
+            "wall_s": time.perf_counter() - t0,
+            "data_free_shapes": sorted({tuple(r["input_shape"]) for r in rows if r["status"] == "ok"
+                                        and r.get("input_shape") and r.get("data") != "clean_data"}) if data else []}
     doc = {"schema": SUMMARY_SCHEMA, **meta, "metrics": summary,
            "models": [{**r, "truth": table[r["model"]]} for r in rows]}
     write_text_atomic(outp / "summary.json", json.dumps(doc, indent=1, default=str) + "\n")

@@ -17,7 +17,8 @@ from trojanscan.data.npz import load_npz
 from trojanscan.errors import InvalidInputError
 from trojanscan.types import Shape3
 
-__all__ = ["DATASETS", "DatasetInfo", "dataset_folder_kind", "dataset_info", "load_clean_data", "load_dataset"]
+__all__ = ["DATASETS", "DatasetInfo", "dataset_folder_kind", "dataset_info", "fit_clean_data", "load_clean_data",
+           "load_dataset", "read_clean_data"]
 
 PathLike = str | os.PathLike[str]
 
@@ -135,3 +136,55 @@ def load_clean_data(path: PathLike, **kwargs: Any) -> Dataset:
         "(arrays x float32 (N, C, H, W) in [0, 1] and y), a dataset folder (MNIST IDX, GTSRB, CIFAR-10) "
         "or a folder/zip of images."
     )
+
+
+def read_clean_data(path: PathLike) -> Dataset | None:
+    """``--data`` read as given, before the model is known; None for a folder of images of several sizes, which
+    :func:`fit_clean_data` reads at the model's size."""
+    from trojanscan.errors import MixedImageSizesError
+
+    try:
+        return load_clean_data(path)
+    except MixedImageSizesError:
+        return None
+
+
+def _reads_at_any_size(path: Path) -> bool:
+    """Whether the reader of folder ``path`` takes ``size=``: an image folder, GTSRB and CIFAR-10 (not MNIST's IDX)."""
+    return dataset_folder_kind(path) in (None, "gtsrb", "cifar10")
+
+
+def fit_clean_data(path: PathLike, shape: Shape3, clean: Dataset | None = None) -> tuple[Dataset, list[str]]:
+    """Clean images from ``path`` brought to a model's input ``shape`` (C, H, W), and the report note saying what was
+    done (empty when nothing was).
+
+    ``clean`` is what :func:`read_clean_data` gave for ``path`` (None: images of several sizes, read here at the
+    model's square size), so a file is not read twice. An ``.npz`` is returned as it is: its arrays are the user's
+    exact samples. A folder's images are fitted by :func:`trojanscan.data.base.fit_images` (channels by luma or
+    repetition, antialiased bilinear resize); a GTSRB, CIFAR-10 or image folder whose images are not at the model's
+    square size is read again at that size from its files instead, so no image is resized twice (GTSRB's own images
+    are 15 to 250 px). ``trojanscan scan``, ``patch`` and ``scan-zoo`` (``--data C,H,W=PATH``) share it.
+    """
+    from trojanscan.data.base import fit_images
+
+    p = Path(path)
+    c, h, w = (int(v) for v in shape)
+    pending = clean is None
+    if pending:
+        clean = load_clean_data(p, size=max(h, w))
+    assert clean is not None
+    if p.suffix.lower() == ".npz" or (clean.input_shape == (c, h, w) and not pending):
+        return clean, []
+    reread = not pending and h == w and clean.input_shape[1:] != (h, w) and _reads_at_any_size(p)
+    if reread:
+        clean = load_clean_data(p, size=h)
+        reread = clean.input_shape[1:] == (h, w)  # CIFAR-10's python batches stay 32x32: fitted below
+    fitted, done = fit_images(clean, (c, h, w))
+    if pending:
+        done = ["of several sizes, read at {0}x{0}".format(max(h, w)), *done]
+    elif reread:
+        done = [f"read at {h}x{h}", *done]
+    if not done:
+        return fitted, []
+    return fitted, [f"--data: {len(fitted)} images {', '.join(done)}, to fit the model's input {c}x{h}x{w} (images "
+                    "from a folder are fitted to the model; an .npz is taken as it is)"]
