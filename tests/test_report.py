@@ -357,3 +357,21 @@ def test_write_html_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(OSError):
         write_html(q, r)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["r.html"]
+
+
+def test_cli_summary_prints_each_detectors_own_notes_under_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--method all`` prints a note every detector carries once (the combined report's), and each detector's own
+    notes under its line, so nothing a detector had to say is left to the JSON."""
+    from trojanscan.cli import _print_summary
+    from trojanscan.scan import combine
+
+    nc = make_report("neural_cleanse", notes=["shared note", "nc only"])
+    di = make_report("deep_inspect", [1.0, 1, 1, 1, 1, 0.05, 1, 1, 1.2, 1], test="dmad", notes=["di only", "shared note"])
+    rep = combine({"neural_cleanse": nc, "deep_inspect": di})
+    assert rep.notes == ["shared note"]
+    _print_summary(rep)
+    lines = capsys.readouterr().out.splitlines()
+    at = {name: next(i for i, ln in enumerate(lines) if ln.startswith(f"    {name}")) for name in rep.reports}
+    assert lines[at["neural_cleanse"] + 1] == "      note: nc only"
+    assert lines[at["deep_inspect"] + 1] == "      note: di only"
+    assert [ln for ln in lines if "shared note" in ln] == ["  note: shared note"]

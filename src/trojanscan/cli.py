@@ -221,6 +221,9 @@ def _print_summary(rep: Any) -> None:
         s = ",".join(map(str, sub.suspects)) or "-"
         p = "" if sub.trojan_probability is None else f"  p {sub.trojan_probability:.2f}"
         typer.echo(f"    {name:15s} {sub.verdict:9s} index {sub.anomaly_index:6.2f}{p}  suspects {s}  ({sub.runtime_s:.1f} s)")
+        for note in sub.notes:  # each detector's own notes under its line (those all share: once, below)
+            if note not in rep.notes:
+                typer.echo(f"      note: {note}")
     for note in rep.notes:
         typer.echo(f"  note: {note}")
 

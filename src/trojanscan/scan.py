@@ -46,7 +46,8 @@ def combine(reports: dict[str, ScanReport]) -> ScanReport:
     trojaned when a majority of detectors say trojaned. ``anomaly_index`` is the median of the
     detectors' anomaly indices expressed in units of their own cutoff, times 2 (so 2 = at the cutoff).
     Its notes are those every detector's report carries (what loading the model had to work out, a warning about
-    its outputs), so the combined summary shows them; each detector's own notes stay in its report.
+    its outputs), so the combined summary shows them once; each detector's own notes stay in its report (the CLI
+    prints them under the detector's line).
     """
     if not reports:
         raise InvalidInputError("no reports to combine")
