@@ -351,7 +351,8 @@ def test_class_count_probe_errors_are_clear(tmp_path: Path) -> None:
             return x.flatten(1)[:, :4], x
 
     torch.jit.save(torch.jit.script(Pair()), str(tmp_path / "pair.pt"))
-    with pytest.raises(InvalidInputError, match="must return 2-D logits; got tuple"):
+    with pytest.raises(InvalidInputError, match=r"must return 2-D logits; got tuple of 2 \(\(1, 4\), \(1, 1, 28, 28\)\);"
+                                                " .*a wrapper whose forward returns"):
         load_model(tmp_path / "pair.pt", input_shape=(1, 28, 28))
     torch.save(_model().module, tmp_path / "net.pt")  # a trusted pickle given the wrong shape
     with pytest.raises(InvalidInputError, match=r"failed on a \(1, 3, 32, 32\) probe.*--input-shape"):

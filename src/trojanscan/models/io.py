@@ -261,7 +261,13 @@ def _count_classes(module: nn.Module, shape: Shape3, what: str) -> int:
                                 f"{type(exc).__name__}: {exc}. Check --input-shape.") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise InvalidInputError(f"{what} must return 2-D logits; got {got}")
+        fix = ""
+        if isinstance(out, tuple | list):
+            parts = ", ".join(str(tuple(o.shape)) if isinstance(o, torch.Tensor) else type(o).__name__ for o in out)
+            got = f"{got} of {len(out)} ({parts})"
+            fix = ("; trojanscan needs the (N, K) class scores alone: export a wrapper whose forward returns the "
+                   "scores' element (e.g. out[0])")
+        raise InvalidInputError(f"{what} must return 2-D logits; got {got}{fix}")
     return int(out.shape[1])
 
 
