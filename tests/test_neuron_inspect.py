@@ -24,6 +24,7 @@ from trojanscan.detectors.neuron_inspect import (
 from trojanscan.errors import InvalidInputError
 from trojanscan.models import export_torchscript, load_model
 from trojanscan.recipes import BuiltModel
+from trojanscan.report.scan_report import ScanReport
 
 # ----------------------------------------------------------------------------- features by hand
 
@@ -149,7 +150,9 @@ def test_results_do_not_depend_on_batch_size(trojaned_model: BuiltModel, digits:
     b = get_detector("neuron_inspect", n_images=10, batch_size=7).scan(trojaned_model.model, digits[1], progress=False)
     for ca, cb in zip(a.classes, b.classes, strict=True):
         assert ca.statistic == pytest.approx(cb.statistic, rel=1e-5, abs=1e-6)
-    assert a.model_queries == b.model_queries == 10 * 10
+    # 10 x 10 saliency images, then the accuracy check on the 600 labelled clean images
+    assert a.model_queries == b.model_queries == 10 * 10 + len(digits[1]) == 700
+    assert a.data.model_accuracy == b.data.model_accuracy and a.data.model_accuracy is not None
 
 
 def test_torchscript_model_gives_the_same_statistics(trojaned_model: BuiltModel, digits: tuple[Dataset, Dataset],
@@ -176,3 +179,30 @@ def test_data_free_uses_model_inversion(clean_model: BuiltModel) -> None:
     r = det.scan(clean_model.model, None, seed=0, progress=False)
     assert r.data.source == "model_inversion" and r.data.n_images == 20
     assert len(r.classes) == 10 and any("model-inversion" in n for n in r.notes)
+
+
+def test_every_scan_with_labelled_data_reports_the_models_accuracy_and_warns_when_it_is_low(
+        trojaned_model: BuiltModel, digits: tuple[Dataset, Dataset]) -> None:
+    """The accuracy check of Detector.scan: on the right images the model is accurate and nothing is said; with its
+    labels shuffled (as with a wrong class order) it is near chance and the report says what to check; unlabelled
+    images give no accuracy."""
+    from trojanscan.detectors.base import clean_accuracy
+
+    clean = digits[1]
+    good = get_detector("neuron_inspect", n_images=5).scan(trojaned_model.model, clean, progress=False)
+    acc = clean_accuracy(trojaned_model.model, clean)
+    assert acc is not None and good.data.model_accuracy == acc[0] > 0.85 and acc[1] == len(clean)
+    assert not any("labelled clean images right" in n for n in good.notes)
+    wrong = Dataset(clean.x, (clean.y + 3) % 10, clean.class_names, "relabelled")
+    bad = get_detector("neuron_inspect", n_images=5).scan(trojaned_model.model, wrong, progress=False)
+    assert bad.data.model_accuracy is not None and bad.data.model_accuracy < 0.2
+    (note,) = [n for n in bad.notes if "labelled clean images right" in n]
+    assert note.startswith(f"the model classifies only {100 * bad.data.model_accuracy:.1f} % of the 600 labelled")
+    assert "--mean/--std" in note and "class order" in note
+    unlabelled = get_detector("neuron_inspect", n_images=5).scan(trojaned_model.model, clean.x[:50], progress=False)
+    assert unlabelled.data.model_accuracy is None and "model_accuracy" not in unlabelled.to_dict()["data"]
+    assert ScanReport.from_json(bad.to_json()).data == bad.data
+    from trojanscan.report.html import render_html
+
+    assert f"<th>model accuracy on the clean data</th><td>{100 * bad.data.model_accuracy:.1f} %</td>" in render_html(
+        bad, {})

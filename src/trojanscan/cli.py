@@ -215,7 +215,9 @@ def _print_summary(rep: Any) -> None:
         pooled = [k for k, r in rep.reports.items() if r.trojan_probability is not None]
         only = f"; {', '.join(pooled)} only" if len(pooled) < len(rep.reports) else ""
         typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models{only})")
-    typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images)")
+    acc = ("" if rep.data.model_accuracy is None
+           else f"; model accuracy on the labelled clean data {100 * rep.data.model_accuracy:.1f} %")
+    typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images{acc})")
     typer.echo(f"  time:           {rep.runtime_s:.1f} s, {rep.model_queries} model queries")
     for name, sub in rep.reports.items():
         s = ",".join(map(str, sub.suspects)) or "-"

@@ -120,6 +120,8 @@ class Detector(ABC):
             for p in model.parameters():
                 p.requires_grad_(False)
             out = self._run(model, dataset, seed=seed, progress=progress)
+            # after the method, so that a network with random outputs takes no random number the method would take
+            accuracy = clean_accuracy(model, dataset)
         runtime = time.perf_counter() - t0
         k = model.num_classes
         if len(out.statistics) != k:
@@ -163,24 +165,31 @@ class Detector(ABC):
                 outputs=model.outputs,
                 access="white-box" if model.white_box else "query-only",
             ),
-            data=out.data,
+            data=replace(out.data, model_accuracy=None if accuracy is None else accuracy[0]),
             runtime_s=runtime,
             model_queries=model.queries - q0,
             seed=seed,
             config={**_jsonable(self.get_params()), "test": test},
             artifacts=artifacts,
-            notes=(_output_notes(model) + _few_labels_notes(k, decision.indices) + list(out.notes)
+            notes=(_output_notes(model) + accuracy_notes(accuracy, k) + _few_labels_notes(k, decision.indices)
+                   + list(out.notes)
                    + scale_notes(self.decision_scale())
                    + false_alarm_notes(k, decision.cutoff, test, bool(getattr(self, "familywise", False)))),
         ))
 
     def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
-        """The model queries a scan of ``model`` with ``data`` will make, where the method knows it up front.
+        """The model queries a scan of ``model`` with ``data`` will make, where the method knows it up front:
+        the method's own (:meth:`_planned_queries`) plus the images of the accuracy check (:func:`clean_accuracy`).
 
         Counted as a query-only model counts them (every image sent, gradient probes included), from the
-        hyperparameters alone. ``None`` (the default) when the count depends on the run (early stopping).
+        hyperparameters alone. ``None`` when the method's count depends on the run (early stopping).
         A query-only model with a budget is refused before any query when this number exceeds what is left.
         """
+        own = self._planned_queries(model, data)
+        return None if own is None else own + accuracy_queries(data)
+
+    def _planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
+        """The queries :meth:`_run` makes, where the method knows them up front; ``None`` (the default) if not."""
         return None
 
     def effective_cutoff(self, num_classes: int | None = None) -> float:
@@ -229,6 +238,59 @@ class Detector(ABC):
     @abstractmethod
     def _run(self, model: Classifier, data: Dataset | None, *, seed: int, progress: bool) -> DetectorOutput:
         """Compute one statistic per class. The model is frozen, in eval mode, and restored afterwards."""
+
+
+#: The accuracy check (:func:`clean_accuracy`) looks at most at this many labelled clean images.
+MAX_ACCURACY_IMAGES = 1000
+
+
+def _accuracy_sample(data: Dataset | Any) -> torch.Tensor | None:
+    """Indices of the labelled images the accuracy check reads: all of them, or ``MAX_ACCURACY_IMAGES`` evenly spaced
+    (no random draw); None when there are none."""
+    if not isinstance(data, Dataset):
+        return None
+    labelled = torch.nonzero(data.y >= 0).flatten()
+    if labelled.numel() == 0:
+        return None
+    if labelled.numel() > MAX_ACCURACY_IMAGES:
+        labelled = labelled[torch.linspace(0, labelled.numel() - 1, MAX_ACCURACY_IMAGES).round().long()]
+    return labelled
+
+
+def accuracy_queries(data: Dataset | None) -> int:
+    """The model queries :func:`clean_accuracy` makes on ``data``."""
+    idx = _accuracy_sample(data)
+    return 0 if idx is None else int(idx.numel())
+
+
+def clean_accuracy(model: Classifier, data: Dataset | None, *, batch: int = 256) -> tuple[float, int] | None:
+    """The share of ``data``'s labelled images (at most :data:`MAX_ACCURACY_IMAGES`) that ``model`` classifies as
+    labelled, and how many were read; None without labelled images. One no-grad forward pass per batch (counted as
+    queries). Every scan given clean data reports it (``data.model_accuracy``): a trojaned model is accurate on
+    clean inputs, so a low value means the images or the way the model reads them are wrong, not the model."""
+    idx = _accuracy_sample(data)
+    if idx is None or data is None:
+        return None
+    right = 0
+    with torch.no_grad():
+        for i in range(0, idx.numel(), batch):
+            part = idx[i:i + batch]
+            right += int((model(data.x[part]).argmax(1).cpu() == data.y[part]).sum())
+    return right / idx.numel(), int(idx.numel())
+
+
+def accuracy_notes(accuracy: tuple[float, int] | None, num_classes: int) -> list[str]:
+    """A warning when the model gets less than halfway from chance to perfect on the clean images it was given."""
+    if accuracy is None:
+        return []
+    acc, n = accuracy
+    chance = 1.0 / num_classes
+    if acc >= (1.0 + chance) / 2:
+        return []
+    return [f"the model classifies only {100 * acc:.1f} % of the {n} labelled clean images right (chance "
+            f"{100 * chance:.3g} %), so every statistic here rests on images it does not recognise: check the "
+            "model's input normalisation (--mean/--std), its channel order and input range, that the labels follow "
+            "its class order, and that the data is its task"]
 
 
 def _check_budget(det: Detector, model: Classifier, data: Dataset | None) -> None:

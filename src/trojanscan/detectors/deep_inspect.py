@@ -270,7 +270,7 @@ class DeepInspect(Detector):
         """``dmad`` (the paper's test over labels) or, in pair mode, ``dmad_pairs`` (per-model scores of the pairs)."""
         return stats.PAIRS_TEST if self.pairs else self.test
 
-    def planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
+    def _planned_queries(self, model: Classifier, data: Dataset | None) -> int | None:
         """Exactly the queries :meth:`_run` makes (each input-gradient step costs ``per_image`` queries per image);
         in pair mode an upper bound (exact when the substitutes cover every class).
 

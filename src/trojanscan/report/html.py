@@ -160,6 +160,10 @@ def _summary(r: ScanReport) -> str:
         rows.append(("trojan probability", f"{r.trojan_probability:.3f}"))
     rows += [
         ("data", escape(f"{r.data.source} ({r.data.n_images} images)")),
+    ]
+    if r.data.model_accuracy is not None:
+        rows.append(("model accuracy on the clean data", f"{100 * r.data.model_accuracy:.1f} %"))
+    rows += [
         ("runtime", escape(f"{r.runtime_s:.1f} s")),
         ("model queries", f"{int(r.model_queries):,}"),
     ]

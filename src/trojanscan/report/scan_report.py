@@ -48,6 +48,9 @@ class DataInfo:
 
     source: str  # "clean_data" | "model_inversion" | "none"
     n_images: int
+    #: Share of the labelled clean images given to the scan that the model classifies right (at most
+    #: ``detectors.base.MAX_ACCURACY_IMAGES`` of them, evenly spaced); None without labelled data (JSON: only if set).
+    model_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class ScanReport:
             d["model"].pop("outputs")
         if self.model.access == "white-box":  # optional: only a query-only model adds the key
             d["model"].pop("access")
+        if self.data.model_accuracy is None:  # optional: only a scan given labelled clean images adds the key
+            d["data"].pop("model_accuracy")
         if self.reports:
             d["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
         return _json_safe(d)
