@@ -198,10 +198,10 @@ def _scan_one(job: _Job) -> dict[str, Any]:
         model.metadata.update(path=str(job.path), sha256=digest)
         entry = _entry_for(job.data_by_shape, tuple(model.input_shape))  # only the data of this model's shape
         data, data_notes = None, list[str]()
-        if entry is not None:
-            data = load_clean_data(entry[1]) if not entry[2] else None
-            if entry[2]:
-                data, data_notes = fit_clean_data(entry[1], model.input_shape, read_clean_data(entry[1]))
+        if entry is not None and entry[2]:  # C,H,W=PATH: fitted to the model, as `scan --data` fits it
+            data, data_notes = fit_clean_data(entry[1], model.input_shape, read_clean_data(entry[1]))
+        elif entry is not None:
+            data = load_clean_data(entry[1])
         params = {k: dict(v) for k, v in (job.params or {}).items()}
         for det, hp in scale_params(job.scale, job.method).items():
             params.setdefault(det, {}).update(hp)
