@@ -263,20 +263,17 @@ def accuracy_queries(data: Dataset | None) -> int:
     return 0 if idx is None else int(idx.numel())
 
 
-def clean_accuracy(model: Classifier, data: Dataset | None, *, batch: int = 256) -> tuple[float, int] | None:
+def clean_accuracy(model: Classifier, data: Dataset | None) -> tuple[float, int] | None:
     """The share of ``data``'s labelled images (at most :data:`MAX_ACCURACY_IMAGES`) that ``model`` classifies as
-    labelled, and how many were read; None without labelled images. One no-grad forward pass per batch (counted as
-    queries). Every scan given clean data reports it (``data.model_accuracy``): a trojaned model is accurate on
-    clean inputs, so a low value means the images or the way the model reads them are wrong, not the model."""
+    labelled, and how many were read; None without labelled images (:func:`trojanscan.training.accuracy`, its
+    forward passes counted as queries). Every scan given clean data reports it (``data.model_accuracy``): a trojaned
+    model is accurate on clean inputs, so a low value means the images or the way the model reads them are wrong."""
     idx = _accuracy_sample(data)
     if idx is None or data is None:
         return None
-    right = 0
-    with torch.no_grad():
-        for i in range(0, idx.numel(), batch):
-            part = idx[i:i + batch]
-            right += int((model(data.x[part]).argmax(1).cpu() == data.y[part]).sum())
-    return right / idx.numel(), int(idx.numel())
+    from trojanscan.training import accuracy
+
+    return accuracy(model, data.subset(idx)), int(idx.numel())
 
 
 def accuracy_notes(accuracy: tuple[float, int] | None, num_classes: int) -> list[str]:
