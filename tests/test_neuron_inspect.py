@@ -192,6 +192,7 @@ def test_every_scan_with_labelled_data_reports_the_models_accuracy_and_warns_whe
     good = get_detector("neuron_inspect", n_images=5).scan(trojaned_model.model, clean, progress=False)
     acc = clean_accuracy(trojaned_model.model, clean)
     assert acc is not None and good.data.model_accuracy == acc[0] > 0.85 and acc[1] == len(clean)
+    assert good.data.model_accuracy_images == len(clean) > 10 * good.data.n_images  # the check reads them all
     assert not any("labelled clean images right" in n for n in good.notes)
     wrong = Dataset(clean.x, (clean.y + 3) % 10, clean.class_names, "relabelled")
     bad = get_detector("neuron_inspect", n_images=5).scan(trojaned_model.model, wrong, progress=False)
@@ -201,8 +202,13 @@ def test_every_scan_with_labelled_data_reports_the_models_accuracy_and_warns_whe
     assert "--mean/--std" in note and "class order" in note
     unlabelled = get_detector("neuron_inspect", n_images=5).scan(trojaned_model.model, clean.x[:50], progress=False)
     assert unlabelled.data.model_accuracy is None and "model_accuracy" not in unlabelled.to_dict()["data"]
+    assert unlabelled.data.model_accuracy_images is None and "model_accuracy_images" not in unlabelled.to_dict()["data"]
     assert ScanReport.from_json(bad.to_json()).data == bad.data
+    older = bad.to_dict()  # a report saved before the image count was recorded still loads
+    del older["data"]["model_accuracy_images"]
+    assert ScanReport.from_dict(older).data.model_accuracy_images is None
     from trojanscan.report.html import render_html
 
-    assert f"<th>model accuracy on the clean data</th><td>{100 * bad.data.model_accuracy:.1f} %</td>" in render_html(
+    assert (f"<th>model accuracy on the clean data</th><td>{100 * bad.data.model_accuracy:.1f} % on 600 labelled "
+            "images</td>") in render_html(
         bad, {})

@@ -375,3 +375,18 @@ def test_cli_summary_prints_each_detectors_own_notes_under_it(capsys: pytest.Cap
     assert lines[at["neural_cleanse"] + 1] == "      note: nc only"
     assert lines[at["deep_inspect"] + 1] == "      note: di only"
     assert [ln for ln in lines if "shared note" in ln] == ["  note: shared note"]
+
+
+def test_cli_summary_says_how_many_labelled_images_the_accuracy_is_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """The accuracy check may read more images than the detector did (NeuronInspect: 50 of 500), so the summary's
+    data line says both; a report saved before the count was recorded keeps the older wording."""
+    from trojanscan.cli import _print_summary
+
+    rep = make_report()
+    for info, want in ((DataInfo("clean_data", 50, 0.994, 500), "  data:           clean_data (50 images; model accuracy "
+                        "99.4 % on 500 labelled clean images)"),
+                       (DataInfo("clean_data", 50, 0.994), "  data:           clean_data (50 images; model accuracy "
+                        "99.4 % on the labelled clean data)"),
+                       (DataInfo("model_inversion", 50), "  data:           model_inversion (50 images)")):
+        _print_summary(replace(rep, data=info))
+        assert want in capsys.readouterr().out.splitlines()

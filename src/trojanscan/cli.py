@@ -195,6 +195,11 @@ def _merge_artifacts(per_method: dict[str, Any], method: str) -> dict[str, Any]:
     return merged
 
 
+def _on_images(n: int | None) -> str:
+    """Where the summary's model accuracy was measured: on how many labelled images, where the report says."""
+    return " on the labelled clean data" if n is None else f" on {n:,} labelled clean images"
+
+
 def _print_summary(rep: Any) -> None:
     verdict = rep.verdict.upper()
     colour = "red" if rep.trojaned else "green"
@@ -216,7 +221,7 @@ def _print_summary(rep: Any) -> None:
         only = f"; {', '.join(pooled)} only" if len(pooled) < len(rep.reports) else ""
         typer.echo(f"  p(trojaned):    {rep.trojan_probability:.2f}  (calibrated on our benchmark models{only})")
     acc = ("" if rep.data.model_accuracy is None
-           else f"; model accuracy on the labelled clean data {100 * rep.data.model_accuracy:.1f} %")
+           else f"; model accuracy {100 * rep.data.model_accuracy:.1f} %{_on_images(rep.data.model_accuracy_images)}")
     typer.echo(f"  data:           {rep.data.source} ({rep.data.n_images} images{acc})")
     typer.echo(f"  time:           {rep.runtime_s:.1f} s, {rep.model_queries} model queries")
     for name, sub in rep.reports.items():

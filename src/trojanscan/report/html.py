@@ -162,7 +162,9 @@ def _summary(r: ScanReport) -> str:
         ("data", escape(f"{r.data.source} ({r.data.n_images} images)")),
     ]
     if r.data.model_accuracy is not None:
-        rows.append(("model accuracy on the clean data", f"{100 * r.data.model_accuracy:.1f} %"))
+        n = r.data.model_accuracy_images
+        rows.append(("model accuracy on the clean data",
+                     f"{100 * r.data.model_accuracy:.1f} %" + ("" if n is None else f" on {n:,} labelled images")))
     rows += [
         ("runtime", escape(f"{r.runtime_s:.1f} s")),
         ("model queries", f"{int(r.model_queries):,}"),

@@ -51,6 +51,8 @@ class DataInfo:
     #: Share of the labelled clean images given to the scan that the model classifies right (at most
     #: ``detectors.base.MAX_ACCURACY_IMAGES`` of them, evenly spaced); None without labelled data (JSON: only if set).
     model_accuracy: float | None = None
+    #: How many labelled clean images ``model_accuracy`` was measured on (JSON: only if set).
+    model_accuracy_images: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class ScanReport:
             d["model"].pop("access")
         if self.data.model_accuracy is None:  # optional: only a scan given labelled clean images adds the key
             d["data"].pop("model_accuracy")
+        if self.data.model_accuracy_images is None:
+            d["data"].pop("model_accuracy_images")
         if self.reports:
             d["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
         return _json_safe(d)
