@@ -390,3 +390,29 @@ def test_cli_summary_says_how_many_labelled_images_the_accuracy_is_on(capsys: py
                        (DataInfo("model_inversion", 50), "  data:           model_inversion (50 images)")):
         _print_summary(replace(rep, data=info))
         assert want in capsys.readouterr().out.splitlines()
+
+
+def test_label_rank_script_places_a_label_in_saved_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/label_rank.py prints the rank RESULTS.md quotes: the outlier 5 is first, a combined report gives a line
+    per detector, and a label the report does not have is an error, not a line."""
+    import runpy
+    import sys
+
+    from trojanscan.scan import combine
+
+    single = tmp_path / "nc.json"
+    single.write_text(make_report().to_json())
+    both = tmp_path / "all.json"
+    di = make_report("deep_inspect", [1.0, 1, 1, 1, 1, 0.05, 1, 1, 1.2, 1], test="dmad")
+    both.write_text(combine({"neural_cleanse": make_report(), "deep_inspect": di}).to_json())
+    script = str(Path(__file__).parents[1] / "scripts" / "label_rank.py")
+    monkeypatch.setattr(sys, "argv", ["label_rank.py", "--label", "5", str(single), str(both)])
+    runpy.run_path(script, run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all("label 5: index" in ln and "rank 1 of 10" in ln for ln in lines)
+    assert lines[0].startswith(f"{single}: neural_cleanse: trojaned") and "statistic 10 (median" in lines[0]
+    assert [ln.split(": ")[1] for ln in lines[1:]] == ["neural_cleanse", "deep_inspect"]
+    monkeypatch.setattr(sys, "argv", ["label_rank.py", "--label", "10", str(single)])
+    with pytest.raises(SystemExit, match="label 10 is not one of the report's 10 labels"):
+        runpy.run_path(script, run_name="__main__")
