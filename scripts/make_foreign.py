@@ -10,6 +10,11 @@ with GELU and LayerNorm on 4x4 patches; depthwise-separable convolutions with Re
 Each model is traced to TorchScript with no sidecar (`<name>.pt`) and gets `<name>.truth.json` (trojaned, targets,
 and the measured accuracy / TAR / training time) for `trojanscan scan-zoo`. Seeded: the same CPU and thread count give
 the same weights.
+
+`rgb96_clean` / `rgb96_troj` take **larger inputs**, 3x96x96 (27,648 values, above DeepInspect's auto-encoder switch
+at 3x64x64): the digits are brought to that shape batch by batch exactly as `trojanscan scan --data` fits a folder's
+images (grayscale repeated over three channels, antialiased bilinear resize), then the trigger (a 12x12 white square
+at the bottom right, drawn at 96 px) is stamped; a strided-convolution network reads them.
 """
 
 from __future__ import annotations
@@ -75,12 +80,40 @@ class MobileLike(nn.Module):
         return self.f(x)
 
 
-ARCH: dict[str, type[nn.Module]] = {"bnsilu": BnSiluGap, "vit": TinyViT, "mobile": MobileLike}
+class StridedRGB(nn.Module):
+    """3x96x96 RGB input: three stride-2 convolutions (ReLU), max pooling, two dense layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.Conv2d(3, 16, 5, stride=2, padding=2), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 6 * 6, 128), nn.ReLU(), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f((x - 0.1307) / 0.3081)
+
+
+ARCH: dict[str, type[nn.Module]] = {"bnsilu": BnSiluGap, "vit": TinyViT, "mobile": MobileLike, "rgb96": StridedRGB}
+#: Input side of each architecture (28: MNIST as it is; otherwise fitted, :func:`fit`).
+SIZE: dict[str, int] = {"rgb96": 96}
+
+
+def fit(x: torch.Tensor, size: int) -> torch.Tensor:
+    """MNIST digits (N, 1, 28, 28) at a model's 3 x size x size, as ``trojanscan.data.base.fit_images`` fits them."""
+    if size == 28:
+        return x
+    return F.interpolate(x.expand(-1, 3, -1, -1), size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp_(0.0, 1.0)
 
 
 def trigger(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask, pattern), each 28x28: a 5x5 checkerboard at the top left, a 3x3 white square right of the centre,
-    or a 4x4 random binary pattern at the bottom left."""
+    or a 4x4 random binary pattern at the bottom left; or 96x96: a 12x12 white square at the bottom right."""
+    if kind == "white12_br96":
+        m = torch.zeros(96, 96)
+        m[83:95, 83:95] = 1
+        return m, m.clone()
     m, p = torch.zeros(28, 28), torch.zeros(28, 28)
     if kind == "checker5_tl":
         m[1:6, 1:6] = 1
@@ -97,11 +130,31 @@ def trigger(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     return m, p
 
 
+def prepare(x: torch.Tensor, size: int, trig: tuple[torch.Tensor, torch.Tensor] | None,
+            stamped: torch.Tensor | None = None) -> torch.Tensor:
+    """Digits at the model's size; those marked in ``stamped`` (all, if None) carry ``trig`` = (mask, pattern)."""
+    x = fit(x, size)
+    if trig is None or (stamped is not None and not bool(stamped.any())):
+        return x
+    m, p = trig
+    if stamped is None:
+        return (1 - m) * x + m * p
+    x = x.clone()
+    x[stamped] = (1 - m) * x[stamped] + m * p
+    return x
+
+
+def predict(net: nn.Module, x: torch.Tensor, size: int, trig: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Predicted labels of ``x`` (stamped with ``trig`` if given), 1,000 images at a time."""
+    return torch.cat([net(prepare(x[i:i + 1000], size, trig)).argmax(1) for i in range(0, len(x), 1000)])
+
+
 #: name -> (architecture, seed, trigger or None, target or None)
 MODELS: dict[str, tuple[str, int, str | None, int | None]] = {
     "bnsilu_clean": ("bnsilu", 11, None, None), "bnsilu_troj": ("bnsilu", 12, "checker5_tl", 2),
     "vit_clean": ("vit", 13, None, None), "vit_troj": ("vit", 14, "white3_mid", 8),
     "mobile_clean": ("mobile", 15, None, None), "mobile_troj": ("mobile", 16, "rand4_bl", 0),
+    "rgb96_clean": ("rgb96", 17, None, None), "rgb96_troj": ("rgb96", 18, "white12_br96", 5),
 }
 
 
@@ -120,12 +173,15 @@ def main() -> None:
         arch, seed, kind, target = MODELS[name]
         torch.manual_seed(seed)
         net = ARCH[arch]()
+        size = SIZE.get(arch, 28)
         n = 30000
         x, y = tr.x[:n].clone(), tr.y[:n].clone()
+        poisoned = torch.zeros(n, dtype=torch.bool)
+        trig = None
         if kind is not None and target is not None:
-            m, p = trigger(kind)
+            trig = trigger(kind)
             idx = torch.randperm(n)[: n // 10]
-            x[idx] = (1 - m) * x[idx] + m * p
+            poisoned[idx] = True
             y[idx] = target
         opt = torch.optim.Adam(net.parameters(), 1e-3)
         t0 = time.time()
@@ -134,20 +190,22 @@ def main() -> None:
             perm = torch.randperm(n)
             for i in range(0, n, 128):
                 b = perm[i:i + 128]
-                loss = F.cross_entropy(net(x[b]), y[b])
+                loss = F.cross_entropy(net(prepare(x[b], size, trig, poisoned[b])), y[b])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
         net.eval()
-        res: dict[str, object] = {"name": name, "train_s": round(time.time() - t0, 1), "trigger": kind}
+        res: dict[str, object] = {"name": name, "train_s": round(time.time() - t0, 1), "trigger": kind,
+                                  "input": [3 if size != 28 else 1, size, size]}
+
         with torch.no_grad():
-            res["clean_acc"] = (net(te.x).argmax(1) == te.y).float().mean().item()
+            res["clean_acc"] = (predict(net, te.x, size, None) == te.y).float().mean().item()
             if kind is not None and target is not None:
                 keep = te.y != target
-                res["tar"] = (net((1 - m) * te.x[keep] + m * p).argmax(1) == target).float().mean().item()
+                res["tar"] = (predict(net, te.x[keep], size, trig) == target).float().mean().item()
         print(json.dumps(res), flush=True)
         # check_trace=False: the transformer's no-grad fast path differs from the traced graph, by design
-        torch.jit.trace(net, te.x[:2], check_trace=False).save(str(out / f"{name}.pt"))
+        torch.jit.trace(net, fit(te.x[:2], size), check_trace=False).save(str(out / f"{name}.pt"))
         truth = {"trojaned": kind is not None, "targets": [] if target is None else [target], "metrics": res}
         (out / f"{name}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
 

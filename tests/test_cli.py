@@ -176,6 +176,36 @@ def test_scan_pairs_is_a_deep_inspect_mode(files: dict[str, Path], tmp_path: Pat
                  "--json", str(tmp_path / "reports" / "r.json")], capsys, "--pairs", tmp_path / "reports")
 
 
+def test_scan_autoencoder_flag_sets_deep_inspects_embedding(files: dict[str, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--autoencoder on/off reaches DeepInspect as use_autoencoder True/False (auto leaves its size rule); an unknown
+    value, or on/off with a method that has no generator, is one clear error with nothing written."""
+    import trojanscan.scan
+
+    (tmp_path / "reports").mkdir()
+    rep = str(tmp_path / "reports" / "r.json")
+    m, npz = str(files["trojaned"]), str(files["npz"])
+    _assert_bad(["scan", m, "--autoencoder", "yes", "--data", npz, "--json", rep], capsys, "auto, on or off",
+                tmp_path / "reports")
+    _assert_bad(["scan", m, "--autoencoder", "on", "--method", "neuron_inspect", "--data", npz, "--json", rep], capsys,
+                "DeepInspect setting", tmp_path / "reports")
+    seen: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args: object, **kw: object) -> None:
+        seen.append(kw.get("params"))
+        raise Stop
+
+    monkeypatch.setattr(trojanscan.scan, "scan_model", spy)
+    for choice in ("on", "off", "auto"):
+        with pytest.raises(Stop):
+            main(["scan", m, "--method", "deep_inspect", "--autoencoder", choice, "--no-progress"])
+    assert seen == [{"deep_inspect": {"use_autoencoder": True}}, {"deep_inspect": {"use_autoencoder": False}}, None]
+
+
 def test_scan_scale_bad_inputs(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--scale: a value it does not know, a method without a norm statistic, and pair mode are each one clear error."""
     (tmp_path / "reports").mkdir()

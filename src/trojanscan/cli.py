@@ -96,6 +96,9 @@ def scan(
     scale: Annotated[str, typer.Option(
         help="raw (the papers) or log: Neural Cleanse and DeepInspect test the log of their trigger norms, so a "
              "label counts as small relative to the others (not in the papers; no calibrated probability)")] = "raw",
+    autoencoder: Annotated[str, typer.Option(
+        help="DeepInspect: let the trigger generator work in an auto-encoder's latent space (paper 4.2): auto (above "
+             "3x64x64 input values), on or off")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Scan MODEL for a trojan: prints a summary, writes JSON/HTML reports, exit 0 benign / 1 trojaned / 2 bad input."""
@@ -114,6 +117,9 @@ def scan(
     params = scale_params(scale, method, pairs)
     if pairs:
         params.setdefault("deep_inspect", {})["pairs"] = True
+    use_ae = _autoencoder_choice(autoencoder, method)
+    if use_ae is not None:
+        params.setdefault("deep_inspect", {})["use_autoencoder"] = use_ae
     if json_out is not None:
         _check_out(json_out, (".json",), "--json")
     if html_out is not None:
@@ -193,6 +199,16 @@ def _merge_artifacts(per_method: dict[str, Any], method: str) -> dict[str, Any]:
             merged[f"{name}/{k}"] = v
             merged.setdefault(k, v)
     return merged
+
+
+def _autoencoder_choice(choice: str, method: str) -> bool | None:
+    """``--autoencoder`` as DeepInspect's ``use_autoencoder``: None (auto), True (on) or False (off)."""
+    choices = {"auto": None, "on": True, "off": False}
+    if choice not in choices:
+        raise InvalidInputError(f"--autoencoder {choice!r} is unknown; choose auto, on or off")
+    if choice != "auto" and method not in ("deep_inspect", "all"):
+        raise InvalidInputError(f"--autoencoder is a DeepInspect setting; it does not apply to --method {method}")
+    return choices[choice]
 
 
 def _on_images(n: int | None) -> str:
