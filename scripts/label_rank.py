@@ -4,7 +4,9 @@
 
 RESULTS.md quotes a target's rank ("18 at rank 15 of 43") from reports written by ``trojanscan scan --json``; this
 prints those numbers from the reports alone (a combined ``--method all`` report: one line per detector). Rank 1 is the
-most anomalous label (largest anomaly index, so the smallest statistic for the left-tail tests).
+most anomalous label (largest anomaly index, so the smallest statistic for the left-tail tests). For the detectors
+whose statistic is a trigger norm, the line ends with the same statistics re-decided on the log scale
+(`trojanscan.scan.rescale`, docs/methods/statistics.md), whichever scale the report was made on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import statistics as st
 from pathlib import Path
 
 from trojanscan.report import ScanReport
+from trojanscan.scan import rescale, scale_takers
+from trojanscan.stats import PER_MODEL_TESTS
 
 
 def describe(rep: ScanReport, label: int) -> str:
@@ -27,9 +31,14 @@ def describe(rep: ScanReport, label: int) -> str:
     top = ", ".join(f"{c.label} {c.anomaly_index:.2f}" for c in order[:3])
     median = st.median(c.statistic for c in rep.classes)
     suspects = "{" + ", ".join(map(str, rep.suspects)) + "}"
-    return (f"{rep.method}: {rep.verdict} {rep.anomaly_index:.2f} {suspects}; label {label}: index "
+    line = (f"{rep.method}: {rep.verdict} {rep.anomaly_index:.2f} {suspects}; label {label}: index "
             f"{mine.anomaly_index:.2f}, rank {rank} of {k}, statistic {mine.statistic:.4g} (median {median:.4g}); "
             f"top three: {top}")
+    if rep.method in scale_takers() and rep.config.get("test") not in PER_MODEL_TESTS:
+        log = rescale(rep, "log")
+        line += (f"; log scale: {log.anomaly_index:.2f} {{{', '.join(map(str, log.suspects))}}}, label {label} at "
+                 f"{log.classes[label].anomaly_index:.2f}")
+    return line
 
 
 def main() -> None:
