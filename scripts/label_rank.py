@@ -15,6 +15,7 @@ import argparse
 import statistics as st
 from pathlib import Path
 
+from trojanscan.errors import InvalidInputError
 from trojanscan.report import ScanReport
 from trojanscan.scan import rescale, scale_takers
 from trojanscan.stats import PER_MODEL_TESTS
@@ -35,7 +36,10 @@ def describe(rep: ScanReport, label: int) -> str:
             f"{mine.anomaly_index:.2f}, rank {rank} of {k}, statistic {mine.statistic:.4g} (median {median:.4g}); "
             f"top three: {top}")
     if rep.method in scale_takers() and rep.config.get("test") not in PER_MODEL_TESTS:
-        log = rescale(rep, "log")
+        try:
+            log = rescale(rep, "log")
+        except InvalidInputError as exc:  # a report without the per-label norms the log scale needs
+            return f"{line}; log scale: not available ({exc})"
         line += (f"; log scale: {log.anomaly_index:.2f} {{{', '.join(map(str, log.suspects))}}}, label {label} at "
                  f"{log.classes[label].anomaly_index:.2f}")
     return line
