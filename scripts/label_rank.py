@@ -34,7 +34,7 @@ def describe(rep: ScanReport, label: int) -> str:
     suspects = "{" + ", ".join(map(str, rep.suspects)) + "}"
     line = (f"{rep.method}: {rep.verdict} {rep.anomaly_index:.2f} {suspects}; label {label}: index "
             f"{mine.anomaly_index:.2f}, rank {rank} of {k}, statistic {mine.statistic:.4g} (median {median:.4g}); "
-            f"top three: {top}")
+            f"top three: {top}; {rep.runtime_s:.1f} s")
     if rep.method in scale_takers() and rep.config.get("test") not in PER_MODEL_TESTS:
         try:
             log = rescale(rep, "log")

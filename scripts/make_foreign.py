@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trojanscan.data.base import Dataset, fit_images
 from trojanscan.data.registry import load_dataset
 
 
@@ -100,11 +101,11 @@ SIZE: dict[str, int] = {"rgb96": 96}
 
 
 def fit(x: torch.Tensor, size: int) -> torch.Tensor:
-    """MNIST digits (N, 1, 28, 28) at a model's 3 x size x size, as ``trojanscan.data.base.fit_images`` fits them."""
+    """MNIST digits (N, 1, 28, 28) at a model's 3 x size x size, by the function ``trojanscan scan --data`` fits a
+    folder's images with (:func:`trojanscan.data.base.fit_images`), so scans see what training saw."""
     if size == 28:
         return x
-    return F.interpolate(x.expand(-1, 3, -1, -1), size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp_(0.0, 1.0)
+    return fit_images(Dataset(x, torch.zeros(len(x), dtype=torch.int64)), (3, size, size))[0].x
 
 
 def trigger(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
