@@ -36,6 +36,8 @@
                                                                  # runs/foreign and runs/zoo)
     .venv/bin/python scripts/measure_extras.py few-labels   # every detector on random 2/3/4-class networks
     .venv/bin/python scripts/measure_extras.py large-input  # DeepInspect's stages per step on 3x32..3x128 inputs
+    .venv/bin/python scripts/measure_extras.py ae-width WIDTH [MODEL ...]  # DeepInspect's default auto-encoder scan
+                                                            # of the 3x96x96 pair at auto-encoder width WIDTH
     .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
                                                             # (--outputs logits, the old behaviour) vs detected (auto)
     .venv/bin/python scripts/measure_extras.py nes-cosine   # query-only gradient estimates vs the true input gradient
@@ -926,6 +928,45 @@ def large_ae() -> None:
         print("  note:", note)
 
 
+def ae_width() -> None:
+    """DeepInspect's default data-free scan (three generators sharing one auto-encoder) of the 3x96x96 models of
+    ``make_foreign.py rgb96_troj rgb96_clean`` with the auto-encoder's width WIDTH (the first argument; the default
+    is 32), one CPU thread: ``measure_extras.py ae-width WIDTH [MODEL ...]``. Per model: the verdict, label 5's index
+    and rank, each generator's own verdict (from the report's per-run statistics), the auto-encoder's MSE, the seconds
+    per generator step and the scan's time; the report goes to ``runs/s22/<model>_di_ae<WIDTH>.json``."""
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from trojanscan import stats
+    from trojanscan.detectors.deep_inspect import values_on_scale
+
+    width = int(sys.argv[2])
+    paths = sys.argv[3:] or ["runs/foreign/rgb96_troj.pt", "runs/foreign/rgb96_clean.pt"]
+    for path in paths:
+        model = load_model(path, input_shape=(3, 96, 96))
+        det = get_detector("deep_inspect", use_autoencoder=True, ae_width=width)
+        t = time.perf_counter()
+        rep = det.scan(model, None, progress=False)
+        secs = time.perf_counter() - t
+        out = Path("runs/s22") / f"{Path(path).stem}_di_ae{width}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rep.save_json(out)
+        order = sorted(rep.classes, key=lambda c: -c.anomaly_index)
+        rank = next(i for i, c in enumerate(order, 1) if c.label == 5)
+        print(f"{Path(path).stem}, width {width}: {rep.verdict} {rep.anomaly_index:.2f} {rep.suspects}; label 5 "
+              f"index {rep.classes[5].anomaly_index:.2f}, rank {rank} of 10; {secs:.0f} s -> {out}", flush=True)
+        for r, gen in enumerate(det.generators_, 1):
+            hinge = np.array([c.extra[f"hinge_run{r}"] for c in rep.classes])
+            l1 = np.array([c.extra[f"l1_run{r}"] for c in rep.classes])
+            vals, _ = values_on_scale(hinge, l1, "raw")
+            d = stats.decide(vals, cutoff=rep.cutoff, test="dmad")
+            print(f"  generator {r}: {d.anomaly_index:.2f} {d.suspects}; auto-encoder MSE "
+                  f"{gen.log_.autoencoder_mse:.4f}; {gen.log_.seconds / det.steps:.2f} s per step; "
+                  f"final gamma2 {gen.log_.gamma2[-1]:.3g}", flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     jobs = {"ni-mnist": ni_mnist, "ni-gtsrb": ni_gtsrb, "gtsrb-tar": gtsrb_tar, "di-single": di_single,
@@ -940,8 +981,9 @@ if __name__ == "__main__":
             "null-rates": null_rates, "ni-1x1": ni_1x1, "di-repeats": di_repeats,
             "di-generators": di_generators,
             "di-substitutes": di_substitutes, "di-substitutes-zoo": di_substitutes_zoo,
-            "zoo-ranks": zoo_ranks, "cifar-step": cifar_step, "large-ae": large_ae}
-    takes_models = ("inversion-noise", "inversion-bn",
+            "zoo-ranks": zoo_ranks, "cifar-step": cifar_step, "large-ae": large_ae,
+            "ae-width": ae_width}
+    takes_models = ("ae-width", "inversion-noise", "inversion-bn",
                     "di-repeats", "di-generators", "di-substitutes", "di-substitutes-zoo", "patch-prune", "prune-arch",
                    "zoo-ranks")
     if len(sys.argv) < 2 or sys.argv[1] not in jobs or (len(sys.argv) > 2 and sys.argv[1] not in takes_models):

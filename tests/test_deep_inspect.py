@@ -183,6 +183,32 @@ def test_autoencoder_path_runs(trojaned_model: BuiltModel) -> None:
     assert det.artifacts_["triggers"].shape == (10, 1, 28, 28)
 
 
+def test_repeats_share_one_autoencoder(trojaned_model: BuiltModel) -> None:
+    det = DeepInspect(**{**TINY, "steps": 2, "n_repeats": 2}, use_autoencoder=True, latent_dim=8, ae_steps=2, ae_width=4)
+    det.scan(trojaned_model.model, None, seed=0, progress=False)
+    a, b = (g.decoder for g in det.generators_)
+    assert a is not None and b is not None and a.ae is b.ae  # fitted once per scan, not once per generator
+    assert det.generators_[0].log_.autoencoder_mse == det.generators_[1].log_.autoencoder_mse
+
+
+def test_train_trigger_generator_takes_a_fitted_autoencoder(trojaned_model: BuiltModel,
+                                                            digits: tuple[Dataset, Dataset]) -> None:
+    from trojanscan.generator import reconstruction_mse, train_autoencoder
+
+    model = trojaned_model.model
+    data = digits[1].subset(torch.arange(20))
+    ae, mse = train_autoencoder(data.x, latent_dim=6, width=4, steps=3, seed=0)
+    assert mse == reconstruction_mse(ae, data.x)
+    gen = train_trigger_generator(model, data, steps=2, batch_size=8, hidden=16, z_dim=4, embed_dim=2,
+                                  use_autoencoder=True, autoencoder=ae, seed=0)
+    assert gen.decoder is not None and gen.decoder.ae is ae and gen.log_.autoencoder_mse == mse
+    with pytest.raises(InvalidInputError, match="use_autoencoder=False"):
+        train_trigger_generator(model, data, steps=2, autoencoder=ae)
+    other, _ = train_autoencoder(torch.rand(4, 3, 16, 16), latent_dim=6, width=4, steps=1, seed=0)
+    with pytest.raises(InvalidInputError, match="AutoEncoder for inputs"):
+        train_trigger_generator(model, data, steps=2, use_autoencoder=True, autoencoder=other)
+
+
 def test_autoencoder_is_automatic_above_the_documented_size() -> None:
     assert AUTOENCODER_ABOVE == 3 * 64 * 64
     assert not uses_autoencoder(None, (1, 28, 28)) and not uses_autoencoder(None, (3, 64, 64))
@@ -359,6 +385,8 @@ def test_deep_inspect_notes_the_batchnorm_prior() -> None:
         ("asr_target", 1.0),
         ("use_autoencoder", "yes"),
         ("latent_dim", 0),
+        ("ae_width", 0),
+        ("ae_width", 8.0),
         ("n_samples", 0),
         ("n_repeats", 0),
         ("n_repeats", 1.5),

@@ -161,9 +161,14 @@ def train_autoencoder(
     ae.eval()
     for p in ae.parameters():
         p.requires_grad_(False)
-    with torch.no_grad():
-        mse = float(sum(F.mse_loss(ae(x[i : i + 256]), x[i : i + 256], reduction="sum") for i in range(0, n, 256)) / x.numel())
-    return ae, mse
+    return ae, reconstruction_mse(ae, x)
+
+
+@torch.no_grad()
+def reconstruction_mse(ae: AutoEncoder, x: ImageBatch) -> float:
+    """The auto-encoder's mean squared reconstruction error per value on ``x`` (in batches of 256)."""
+    n = x.shape[0]
+    return float(sum(F.mse_loss(ae(x[i : i + 256]), x[i : i + 256], reduction="sum") for i in range(0, n, 256)) / x.numel())
 
 
 class _Decoded(nn.Module):
@@ -305,6 +310,7 @@ def train_trigger_generator(
     latent_dim: int = 128,
     ae_steps: int = 300,
     ae_width: int = 32,
+    autoencoder: AutoEncoder | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> TriggerGenerator:
@@ -317,7 +323,10 @@ def train_trigger_generator(
     absolute L1 threshold of the hinge (Eq. 5). The model must be in eval mode with frozen
     parameters (as :meth:`Detector.scan` leaves it); it is reached only through
     :meth:`Classifier.loss_and_input_grad`. Returns G in eval mode with ``G.log_`` (a :class:`GeneratorLog`)
-    and, in latent mode, the auto-encoder inside ``G.decoder``.
+    and, in latent mode, the auto-encoder inside ``G.decoder``. In latent mode an ``autoencoder`` already
+    fitted to ``data.x`` (:func:`train_autoencoder`) is used as it is, so that several generators trained on the
+    same images can share one (DeepInspect's repeats and pair mode do); without one, G fits its own
+    (``latent_dim``, ``ae_width``, ``ae_steps``, ``seed``).
     """
     for name, v in (("steps", steps), ("batch_size", batch_size), ("z_dim", z_dim), ("embed_dim", embed_dim),
                     ("hidden", hidden), ("latent_dim", latent_dim), ("ae_steps", ae_steps), ("ae_width", ae_width)):
@@ -339,7 +348,15 @@ def train_trigger_generator(
     q0 = model.queries
     g = torch.Generator().manual_seed(seed)
     ae: AutoEncoder | None = None
-    if use_autoencoder:
+    if autoencoder is not None and not use_autoencoder:
+        raise InvalidInputError("an autoencoder was given with use_autoencoder=False: pass use_autoencoder=True "
+                                "to generate in its embedding space, or leave autoencoder out")
+    if autoencoder is not None:
+        if not isinstance(autoencoder, AutoEncoder) or autoencoder.input_shape != model.input_shape:
+            raise InvalidInputError(f"autoencoder must be an AutoEncoder for inputs {model.input_shape}; got "
+                                    f"{getattr(autoencoder, 'input_shape', type(autoencoder).__name__)}")
+        ae, log.autoencoder_mse = autoencoder, reconstruction_mse(autoencoder, data.x)
+    elif use_autoencoder:
         ae, log.autoencoder_mse = train_autoencoder(data.x, latent_dim=latent_dim, width=ae_width, steps=ae_steps,
                                                     seed=seed, progress=progress)
     with torch.random.fork_rng(devices=[]):

@@ -30,7 +30,7 @@ from trojanscan import stats
 from trojanscan.data.base import Dataset
 from trojanscan.detectors.base import Detector, DetectorOutput, register_detector
 from trojanscan.errors import InvalidInputError
-from trojanscan.generator import train_trigger_generator, trigger_statistics
+from trojanscan.generator import AutoEncoder, train_autoencoder, train_trigger_generator, trigger_statistics
 from trojanscan.models.classifier import Classifier
 from trojanscan.report.scan_report import ClassResult, DataInfo, ScanReport
 
@@ -123,7 +123,8 @@ class DeepInspect(Detector):
       of other classes per class; ``n_repeats`` independently seeded generators (same substitute data)
       whose per-class statistics are averaged before the test (the paper averages 10 repeated runs, §4.3).
     - auto-encoder (§4.2): ``use_autoencoder`` (None = automatic above :data:`AUTOENCODER_ABOVE` input
-      values), ``latent_dim``, ``ae_steps``.
+      values), ``latent_dim``, ``ae_steps``, ``ae_width`` (channels of the auto-encoder's full-resolution layer,
+      doubled at each halving up to 256); one auto-encoder per scan, shared by its generators.
     - decision: ``cutoff`` (2.0, the paper's c) or ``alpha`` (significance level, Eq. 7); ``familywise``
       raises it to the per-model cutoff for the number of classes (stats.familywise_cutoff; not in the paper);
       ``scale``: ``"raw"`` (the paper: DMAD of the soft hinge) or ``"log"`` (DMAD of the log L1 norm of the triggers,
@@ -159,6 +160,7 @@ class DeepInspect(Detector):
         use_autoencoder: bool | None = None,
         latent_dim: int = 128,
         ae_steps: int = 300,
+        ae_width: int = 32,
         pairs: bool = False,
         pair_steps: int = 600,
         cutoff: float = 2.0,
@@ -189,6 +191,7 @@ class DeepInspect(Detector):
         self.use_autoencoder = use_autoencoder
         self.latent_dim = latent_dim
         self.ae_steps = ae_steps
+        self.ae_width = ae_width
         self.pairs = pairs
         self.pair_steps = pair_steps
         self.cutoff = cutoff
@@ -198,7 +201,7 @@ class DeepInspect(Detector):
 
     def _check_params(self) -> None:
         for name in ("n_per_class", "inversion_steps", "steps", "batch_size", "z_dim", "embed_dim", "hidden",
-                     "n_samples", "n_attack", "n_repeats", "latent_dim", "ae_steps", "pair_steps"):
+                     "n_samples", "n_attack", "n_repeats", "latent_dim", "ae_steps", "ae_width", "pair_steps"):
             v = getattr(self, name)
             _check(_is_int(v) and v >= 1, name, "an int >= 1", v)
         _check(_is_int(self.inversion_jitter) and self.inversion_jitter >= 0, "inversion_jitter", "an int >= 0",
@@ -331,9 +334,14 @@ class DeepInspect(Detector):
         if n_classes_seen < k:
             notes.append(f"the substitute images cover {n_classes_seen} of {k} classes")
         use_ae = uses_autoencoder(self.use_autoencoder, model.input_shape)
+        # §4.2: one auto-encoder fitted to the substitute images, shared by every generator of this scan
+        ae: AutoEncoder | None = None
+        if use_ae:
+            ae, _ = train_autoencoder(x, latent_dim=self.latent_dim, width=self.ae_width, steps=self.ae_steps, seed=seed,
+                                      progress=progress)
         thres = float(self.thres_ratio) * c * h * w
         if self.pairs:
-            return self._run_pairs(model, substitute, x, source, thres, use_ae, notes, seed=seed, progress=progress)
+            return self._run_pairs(model, substitute, x, source, thres, ae, notes, seed=seed, progress=progress)
         gens = []
         runs = []
         for r in range(self.n_repeats):
@@ -342,8 +350,8 @@ class DeepInspect(Detector):
             gen = train_trigger_generator(
                 model, substitute, steps=self.steps, batch_size=self.batch_size, lr=self.lr, gamma1=self.gamma1,
                 gamma2=self.gamma2, thres=thres, asr_target=self.asr_target, z_dim=self.z_dim,
-                embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=use_ae, latent_dim=self.latent_dim,
-                ae_steps=self.ae_steps, seed=rseed, progress=progress,
+                embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=use_ae, autoencoder=ae, seed=rseed,
+                progress=progress,
             )
             gens.append(gen)
             runs.append(trigger_statistics(model, gen, substitute, thres=thres, n_samples=self.n_samples,
@@ -393,7 +401,7 @@ class DeepInspect(Detector):
         )
 
     def _run_pairs(self, model: Classifier, substitute: Dataset, x: torch.Tensor, source: str, thres: float,
-                   use_ae: bool, notes: list[str], *, seed: int, progress: bool) -> DetectorOutput:
+                   ae: AutoEncoder | None, notes: list[str], *, seed: int, progress: bool) -> DetectorOutput:
         """Source-target pair mode (the paper's Discussions at the end of §4: "evaluating the required perturbation for each
         source-target class pair"), which finds attacks whose trigger sends each class to its *own* target
         (all-to-all, y -> y + 1), where no label's trigger is small for every source.
@@ -423,8 +431,8 @@ class DeepInspect(Detector):
             gen = train_trigger_generator(
                 model, sub, steps=self.pair_steps, batch_size=self.batch_size, lr=self.lr, gamma1=self.gamma1,
                 gamma2=self.gamma2, thres=thres, asr_target=self.asr_target, z_dim=self.z_dim,
-                embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=use_ae, latent_dim=self.latent_dim,
-                ae_steps=self.ae_steps, seed=sseed, progress=progress,
+                embed_dim=self.embed_dim, hidden=self.hidden, use_autoencoder=ae is not None, autoencoder=ae,
+                seed=sseed, progress=progress,
             )
             st = trigger_statistics(model, gen, sub, thres=thres, n_samples=self.n_samples, n_attack=self.n_attack,
                                     seed=sseed)
