@@ -36,7 +36,7 @@
                                                                  # runs/foreign and runs/zoo)
     .venv/bin/python scripts/measure_extras.py few-labels   # every detector on random 2/3/4-class networks
     .venv/bin/python scripts/measure_extras.py large-input  # DeepInspect's stages per step on 3x32..3x128 inputs
-    .venv/bin/python scripts/measure_extras.py ae-width WIDTH [MODEL ...]  # DeepInspect's default auto-encoder scan
+    .venv/bin/python scripts/measure_extras.py ae-width WIDTH [REPEATS] [MODEL ...]  # DeepInspect's auto-encoder scan
                                                             # of the 3x96x96 pair at auto-encoder width WIDTH
     .venv/bin/python scripts/measure_extras.py softmax-head # a TorchScript network ending in softmax: read as logits
                                                             # (--outputs logits, the old behaviour) vs detected (auto)
@@ -931,7 +931,8 @@ def large_ae() -> None:
 def ae_width() -> None:
     """DeepInspect's default data-free scan (three generators sharing one auto-encoder) of the 3x96x96 models of
     ``make_foreign.py rgb96_troj rgb96_clean`` with the auto-encoder's width WIDTH (the first argument; the default
-    is 32), one CPU thread: ``measure_extras.py ae-width WIDTH [MODEL ...]``. Per model: the verdict, label 5's index
+    is 32), one CPU thread: ``measure_extras.py ae-width WIDTH [REPEATS] [MODEL ...]`` (REPEATS generators, default 3).
+    Per model: the verdict, label 5's index
     and rank, each generator's own verdict (from the report's per-run statistics), the auto-encoder's MSE, the seconds
     per generator step and the scan's time; the report goes to ``runs/s22/<model>_di_ae<WIDTH>.json``."""
     import time
@@ -943,14 +944,16 @@ def ae_width() -> None:
     from trojanscan.detectors.deep_inspect import values_on_scale
 
     width = int(sys.argv[2])
-    paths = sys.argv[3:] or ["runs/foreign/rgb96_troj.pt", "runs/foreign/rgb96_clean.pt"]
+    rest = sys.argv[3:]
+    repeats = int(rest.pop(0)) if rest and rest[0].isdigit() else 3
+    paths = rest or ["runs/foreign/rgb96_troj.pt", "runs/foreign/rgb96_clean.pt"]
     for path in paths:
         model = load_model(path, input_shape=(3, 96, 96))
-        det = get_detector("deep_inspect", use_autoencoder=True, ae_width=width)
+        det = get_detector("deep_inspect", use_autoencoder=True, ae_width=width, n_repeats=repeats)
         t = time.perf_counter()
         rep = det.scan(model, None, progress=False)
         secs = time.perf_counter() - t
-        out = Path("runs/s22") / f"{Path(path).stem}_di_ae{width}.json"
+        out = Path("runs/s22") / f"{Path(path).stem}_di_ae{width}{'' if repeats == 3 else f'_r{repeats}'}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         rep.save_json(out)
         order = sorted(rep.classes, key=lambda c: -c.anomaly_index)
@@ -958,8 +961,9 @@ def ae_width() -> None:
         print(f"{Path(path).stem}, width {width}: {rep.verdict} {rep.anomaly_index:.2f} {rep.suspects}; label 5 "
               f"index {rep.classes[5].anomaly_index:.2f}, rank {rank} of 10; {secs:.0f} s -> {out}", flush=True)
         for r, gen in enumerate(det.generators_, 1):
-            hinge = np.array([c.extra[f"hinge_run{r}"] for c in rep.classes])
-            l1 = np.array([c.extra[f"l1_run{r}"] for c in rep.classes])
+            run = "" if repeats == 1 else f"_run{r}"
+            hinge = np.array([c.extra[f"hinge{run}"] for c in rep.classes])
+            l1 = np.array([c.extra[f"l1{run}"] for c in rep.classes])
             vals, _ = values_on_scale(hinge, l1, "raw")
             d = stats.decide(vals, cutoff=rep.cutoff, test="dmad")
             print(f"  generator {r}: {d.anomaly_index:.2f} {d.suspects}; auto-encoder MSE "
