@@ -929,12 +929,12 @@ def large_ae() -> None:
 
 
 def ae_width() -> None:
-    """DeepInspect's default data-free scan (three generators sharing one auto-encoder) of the 3x96x96 models of
-    ``make_foreign.py rgb96_troj rgb96_clean`` with the auto-encoder's width WIDTH (the first argument; the default
-    is 32), one CPU thread: ``measure_extras.py ae-width WIDTH [REPEATS] [MODEL ...]`` (REPEATS generators, default 3).
-    Per model: the verdict, label 5's index
-    and rank, each generator's own verdict (from the report's per-run statistics), the auto-encoder's MSE, the seconds
-    per generator step and the scan's time; the report goes to ``runs/s22/<model>_di_ae<WIDTH>.json``."""
+    """DeepInspect's data-free scan with the auto-encoder on (REPEATS generators sharing one auto-encoder, default 3)
+    of the 3x96x96 models of ``make_foreign.py rgb96_troj rgb96_clean``, the auto-encoder's width WIDTH (the default
+    is 32), one CPU thread: ``measure_extras.py ae-width WIDTH [REPEATS] [MODEL ...]``. Per model: the verdict, label
+    5's index and rank, each generator's own verdict (from the report's per-run statistics), the auto-encoder's MSE,
+    the seconds per generator step and the scan's time; the report goes to
+    ``runs/s22/<model>_di_ae<WIDTH>[_r<REPEATS>].json``."""
     import time
     from pathlib import Path
 
